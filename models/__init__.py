@@ -1,0 +1,1 @@
+"""Everything that knows about torch and transformers: loading models and running batches."""

@@ -1,0 +1,53 @@
+"""The Model contract the batcher relies on: prepare (tokenise) and forward, both batch-wise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Task = Literal["embed", "classify"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the HTTP layer may know of a model."""
+
+    name: str
+    task: Task
+    device: str
+    dtype: str
+    max_tokens: int
+    dim: int
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutput:
+    """One row per input, in input order: embeddings (embed) or class probabilities (classify)."""
+
+    vectors: npt.NDArray[np.float32]
+    tokens: npt.NDArray[np.int64]
+
+
+class Model(Protocol):
+    """A loaded model. `prepare` and `forward` run on the batcher's worker threads, never the loop.
+
+    `prepare` tokenises (and moves tensors to the device); `forward` runs the network and
+    post-processes. Splitting them lets the batcher tokenise batch N+1 while batch N computes.
+    """
+
+    info: ModelInfo
+
+    def prepare(self, texts: Sequence[str]) -> Any: ...
+
+    def forward(self, prepared: Any) -> BatchOutput: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text without special tokens (for chunking and usage accounting)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,15 @@
+"""Sequence classification: softmax over the logits; labels come from the config's id2label."""
+
+from __future__ import annotations
+
+import torch
+
+from models.encoder import HFEncoder
+
+
+class ClassificationModel(HFEncoder):
+    """Class probabilities per input, ordered as `info.labels`."""
+
+    def _rows(self, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        logits = self._call(batch).logits
+        return torch.softmax(logits.float(), dim=-1)

@@ -1,0 +1,97 @@
+"""create_app(settings): the FastAPI app, its lifespan (load, warm, batch; drain on exit), routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from models.base import Model
+from server import __version__
+from server.backend import Backend
+from server.batcher import DynamicBatcher
+from server.config import Settings
+from server.error_handlers import install_error_handlers
+from server.local import LocalBackend
+from server.metrics import Metrics
+from server.middleware import RequestContextMiddleware
+from server.responses import FastJSONResponse
+from server.routes import health, predict
+from server.runtime import Runtime
+
+log = logging.getLogger("convoy")
+
+ModelFactory = Callable[[Settings], Model]
+
+
+def load_configured_model(settings: Settings) -> Model:
+    """The default factory: the model named by the settings, loaded and warmed up (blocking)."""
+    from models.loader import ModelSpec, load_model
+
+    return load_model(
+        ModelSpec(
+            source=settings.model,
+            task=settings.task,
+            device=settings.device,
+            dtype=settings.dtype,
+            torch_threads=settings.torch_threads,
+            warmup_batch_size=settings.max_batch_size,
+        )
+    )
+
+
+async def build_local_backend(settings: Settings, metrics: Metrics, model_factory: ModelFactory) -> Backend:
+    model = await asyncio.to_thread(model_factory, settings)
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        metrics=metrics,
+    )
+    return LocalBackend(model, batcher)
+
+
+def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
+    """Build the app. `model_factory` swaps the model (tests use small or faulty ones)."""
+    factory = model_factory or load_configured_model
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings=settings, metrics=Metrics(settings.max_batch_size))
+        app.state.runtime = runtime
+        backend = await build_local_backend(settings, runtime.metrics, factory)
+        await backend.start()
+        runtime.backends[backend.info.name] = backend
+        runtime.started = True
+        log.info("ready: serving %s", ", ".join(runtime.backends))
+        try:
+            yield
+        finally:
+            # Stop taking work, finish what was accepted, then release the models.
+            runtime.draining = True
+            for b in runtime.backends.values():
+                await b.stop()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="Convoy",
+        version=__version__,
+        summary="Dynamic-batching inference server for Hugging Face encoder models.",
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics_of=_metrics_of)
+    app.include_router(predict.router)
+    app.include_router(health.router)
+    return app
+
+
+def _metrics_of(scope: Any) -> Metrics | None:
+    runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+    return runtime.metrics if runtime else None

@@ -1,0 +1,61 @@
+"""Settings: the one source of every knob, read from CLI flags and CONVOY_* environment variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+Task = Literal["embed", "classify"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class Settings(BaseSettings):
+    """Everything Convoy can be told. Build it once in the CLI (or a test) and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVOY_", extra="forbid", frozen=True)
+
+    # --- model ---
+    model: str | None = Field(
+        default=None,
+        description="Local path or Hugging Face hub id; empty serves the packaged all-MiniLM-L6-v2.",
+    )
+    task: Task | None = Field(
+        default=None, description="embed or classify; inferred from the model config when omitted."
+    )
+    device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:N.")
+    dtype: DType = Field(default="auto", description="auto = float16 on CUDA, float32 on CPU.")
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=256, description="CPU threads for torch; default: usable cores."
+    )
+
+    # --- batching ---
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks per forward pass.")
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="Longest an idle model waits for a batch to fill (only when more work is due).",
+    )
+    max_queue: int = Field(
+        default=4096, ge=1, le=1_000_000, description="Chunks waiting; beyond it requests get 503."
+    )
+
+    # --- HTTP ---
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0 = any free port).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the server and uvicorn."
+    )
+    access_log: bool = Field(default=True, description="Log one line per request.")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE_RE.match(value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value

@@ -1,0 +1,74 @@
+"""Map every exception to the one JSON error shape; unknown ones become a logged, generic 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from server.errors import ConvoyError, error_body
+from server.responses import FastJSONResponse
+
+log = logging.getLogger("convoy.errors")
+
+
+def convoy_error_response(exc: ConvoyError) -> Response:
+    return FastJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+async def _on_convoy_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConvoyError)
+    return convoy_error_response(exc)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details: list[dict[str, Any]] = [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    param = ".".join(first["loc"]) or None
+    message = f"{param}: {first['msg']}" if param else str(first["msg"])
+    body = error_body(
+        message,
+        type_="invalid_request_error",
+        code="validation_error",
+        param=param,
+        details=details,
+    )
+    return FastJSONResponse(body, status_code=422)
+
+
+async def _on_http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return FastJSONResponse(
+        error_body(str(exc.detail), type_=kind, code=code),
+        status_code=exc.status_code,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return FastJSONResponse(
+        error_body("internal server error", type_="server_error", code="internal_error"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ConvoyError, _on_convoy_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,91 @@
+"""Typed domain errors and the one JSON shape every error response takes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ConvoyError(Exception):
+    """Base of every error Convoy answers on purpose; each subclass carries its status and code.
+
+    The JSON shape is OpenAI's (`{"error": {"message", "type", "param", "code"}}`), so one
+    shape serves Convoy's own routes and the OpenAI-compatible ones alike.
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type_=self.type, code=self.code, param=self.param)
+
+
+def error_body(
+    message: str, *, type_: str, code: str, param: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
+
+
+class InvalidInput(ConvoyError):
+    status = 400
+    code = "invalid_input"
+    type = "invalid_request_error"
+
+
+class NotFound(ConvoyError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class InferenceFailed(ConvoyError):
+    """The model raised on this input alone (its batch neighbours were answered)."""
+
+    status = 422
+    code = "inference_failed"
+    type = "invalid_request_error"
+
+
+class Overloaded(ConvoyError):
+    """The queue is full: refuse at once so the client can back off and retry."""
+
+    status = 503
+    code = "overloaded"
+    type = "server_error"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class ShuttingDown(Overloaded):
+    code = "shutting_down"
+
+
+class NotReady(Overloaded):
+    code = "not_ready"
+
+
+class DeadlineExceeded(ConvoyError):
+    status = 504
+    code = "deadline_exceeded"
+    type = "server_error"
+
+
+class ModelUnavailable(ConvoyError):
+    """The batcher has died; nothing more can be computed in this process."""
+
+    status = 503
+    code = "model_unavailable"
+    type = "server_error"

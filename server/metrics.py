@@ -1,0 +1,76 @@
+"""Prometheus collectors, one registry per app so several apps can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+def _powers_of_two(limit: int) -> tuple[float, ...]:
+    buckets, b = [], 1
+    while b < limit:
+        buckets.append(float(b))
+        b *= 2
+    buckets.append(float(limit))
+    return tuple(buckets)
+
+
+class Metrics:
+    """Every collector Convoy exports. `model` labels keep several served models apart."""
+
+    def __init__(self, max_batch_size: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.queue_depth = Gauge("convoy_queue_depth", "Chunks waiting for a batch.", ["model"], registry=r)
+        self.batch_size = Histogram(
+            "convoy_batch_size",
+            "Chunks per forward pass.",
+            ["model"],
+            buckets=_powers_of_two(max_batch_size),
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "convoy_inference_seconds",
+            "Time of one forward pass (tokenisation excluded when it overlapped).",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "convoy_request_latency_seconds",
+            "Time from request received to response ready.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.chunks = Counter(
+            "convoy_chunks_total", "Chunks computed, by outcome.", ["model", "outcome"], registry=r
+        )
+        self.rejected = Counter(
+            "convoy_rejected_total", "Requests refused at admission.", ["reason"], registry=r
+        )
+        self.cancelled = Counter(
+            "convoy_cancelled_total",
+            "Queued chunks dropped because nobody waited for them any more.",
+            ["model"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "convoy_requests_total", "Requests answered.", ["route", "status"], registry=r
+        )

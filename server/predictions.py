@@ -1,0 +1,51 @@
+"""Shape model rows into the public prediction format, per chunk and for the whole document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.base import ModelInfo
+from server.batcher import ItemResult
+from server.chunking import Chunk
+
+
+def chunk_predictions(
+    info: ModelInfo, chunks: Sequence[Chunk], results: Sequence[ItemResult]
+) -> list[dict[str, Any]]:
+    out = []
+    for chunk, res in zip(chunks, results, strict=True):
+        row: dict[str, Any] = {
+            "index": chunk.index,
+            "start": chunk.start,
+            "end": chunk.end,
+            "tokens": res.tokens,
+        }
+        row.update(task_output(info, res.vector))
+        out.append(row)
+    return out
+
+
+def task_output(info: ModelInfo, vector: np.ndarray) -> dict[str, Any]:
+    """`embedding` for embed models; `label`, `score`, `scores` for classifiers."""
+    if info.task == "embed":
+        return {"embedding": vector}  # orjson writes numpy arrays without a Python list
+    best = int(np.argmax(vector))
+    return {
+        "label": info.labels[best],
+        "score": float(vector[best]),
+        "scores": {label: float(p) for label, p in zip(info.labels, vector, strict=True)},
+    }
+
+
+def aggregate(info: ModelInfo, results: Sequence[ItemResult]) -> dict[str, Any]:
+    """Token-weighted mean of the chunk rows; embeddings are re-normalised to unit length."""
+    rows = np.stack([r.vector for r in results])
+    weights = np.array([max(r.tokens, 1) for r in results], dtype=np.float32)
+    mean = (rows * weights[:, None]).sum(axis=0) / weights.sum()
+    if info.task == "embed":
+        norm = float(np.linalg.norm(mean))
+        return {"embedding": (mean / norm if norm > 0 else mean).astype(np.float32)}
+    return task_output(info, mean.astype(np.float32))

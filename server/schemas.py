@@ -1,0 +1,99 @@
+"""Request and response models: the public contract, and what /docs shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_CHUNK_SIZE = 1_000_000
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "Convoy batches requests.", "chunk_size": 500}]},
+    )
+
+    text: str = Field(min_length=1, description="The document; it is split into chunks.")
+    chunk_size: int = Field(default=500, gt=0, le=MAX_CHUNK_SIZE, description="Most characters in one chunk.")
+    model: str | None = Field(default=None, description="Served model name; default: the first.")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if value.isspace():
+            raise ValueError("text must contain something other than whitespace")
+        return value
+
+
+class ChunkPrediction(BaseModel):
+    """One chunk's result. `embedding` for embed models; `label`/`score`/`scores` for classify."""
+
+    index: int
+    start: int
+    end: int
+    tokens: int
+    embedding: list[float] | None = None
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+
+
+class Aggregate(BaseModel):
+    """The document-level result: token-weighted mean over the chunks."""
+
+    embedding: list[float] | None = None
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    task: str
+    chunks: int
+    predictions: list[ChunkPrediction]
+    aggregate: Aggregate
+
+
+class ModelCard(BaseModel):
+    name: str
+    task: str
+    device: str
+    dtype: str
+    max_batch_size: int
+    max_tokens: int
+    labels: list[str] | None = None
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelCard]
+
+
+class StatusResponse(BaseModel):
+    status: str
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "Invalid input"),
+        (413, "Request body too large"),
+        (422, "Validation failed, or the model failed on an input"),
+        (503, "Overloaded, loading or shutting down (see Retry-After)"),
+        (504, "Deadline exceeded"),
+    )
+}
