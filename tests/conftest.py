@@ -1,0 +1,22 @@
+"""Fixtures shared by every suite: settings, and a real MiniLM server on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from server.app import create_app
+from tests.support.live_server import LiveServer, live_server
+from tests.support.settings import make_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def minilm_server() -> Iterator[LiveServer]:
+    """One real MiniLM server for the whole session; tests must not change its state."""
+    with live_server(create_app(make_settings())) as server:
+        yield server
