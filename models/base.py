@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -49,5 +49,21 @@ class Model(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text without special tokens (for chunking and usage accounting)."""
         ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncModel(Protocol):
+    """A model whose forward is I/O (a remote upstream): the batcher awaits it on the loop.
+
+    There is no prepare stage; `forward_async` gets the batch's texts.
+    """
+
+    info: ModelInfo
+
+    async def forward_async(self, texts: Sequence[str]) -> BatchOutput: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
     def close(self) -> None: ...

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.base import BatchOutput, Model
+from models.base import AsyncModel, BatchOutput, Model
 from server.errors import InferenceFailed, InvalidInput, ModelUnavailable, Overloaded, ShuttingDown
 from server.metrics import Metrics
 
@@ -67,7 +67,7 @@ class DynamicBatcher:
 
     def __init__(
         self,
-        model: Model,
+        model: Model | AsyncModel,
         *,
         max_batch_size: int,
         max_wait_ms: float,
@@ -231,7 +231,7 @@ class DynamicBatcher:
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
         prepared = _Prepared(items)
-        if not items:
+        if not items or isinstance(self.model, AsyncModel):
             return prepared
         try:
             prepared.encoded = await self._loop.run_in_executor(
@@ -255,10 +255,12 @@ class DynamicBatcher:
 
     async def _compute_items(self, items: list[_Item], encoded: Any) -> None:
         started = time.perf_counter()
+        texts = [it.text for it in items]
         try:
-            output = await self._loop.run_in_executor(
-                self._model_pool, self._forward, [it.text for it in items], encoded
-            )
+            if isinstance(self.model, AsyncModel):
+                output = await self.model.forward_async(texts)
+            else:
+                output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
             if len(output.vectors) != len(items) or len(output.tokens) != len(items):
                 raise RuntimeError(f"model returned {len(output.vectors)} rows for a batch of {len(items)}")
         except Exception as exc:
@@ -282,6 +284,7 @@ class DynamicBatcher:
                 )
 
     def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
+        assert not isinstance(self.model, AsyncModel)
         if encoded is None:
             encoded = self.model.prepare(texts)
         return self.model.forward(encoded)
