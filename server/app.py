@@ -19,6 +19,7 @@ from server.error_handlers import install_error_handlers
 from server.local import LocalBackend
 from server.metrics import Metrics
 from server.middleware import RequestContextMiddleware
+from server.multi_model import ModelsFileError, served_models
 from server.responses import FastJSONResponse
 from server.routes import health, predict
 from server.runtime import Runtime
@@ -40,6 +41,7 @@ def load_configured_model(settings: Settings) -> Model:
             dtype=settings.dtype,
             torch_threads=settings.torch_threads,
             warmup_batch_size=settings.max_batch_size,
+            name=settings.model_name,
         )
     )
 
@@ -56,20 +58,32 @@ async def build_local_backend(settings: Settings, metrics: Metrics, model_factor
     return LocalBackend(model, batcher)
 
 
+async def start_local_backends(runtime: Runtime, models: list[Settings], model_factory: ModelFactory) -> None:
+    """Load each model (one at a time, so peak memory is one load) behind its own batcher."""
+    for model_settings in models:
+        backend = await build_local_backend(model_settings, runtime.metrics, model_factory)
+        name = backend.info.name
+        if name in runtime.backends:
+            await backend.stop()
+            raise ModelsFileError(f"two models are named {name!r}; name them (NAME=SOURCE or name = ...)")
+        await backend.start()
+        runtime.backends[name] = backend
+        runtime.model_settings[name] = model_settings
+
+
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
     """Build the app. `model_factory` swaps the model (tests use small or faulty ones)."""
     factory = model_factory or load_configured_model
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings=settings, metrics=Metrics(settings.max_batch_size))
+        models = served_models(settings)
+        runtime = Runtime(settings=settings, metrics=Metrics(max(m.max_batch_size for m in models)))
         app.state.runtime = runtime
-        backend = await build_local_backend(settings, runtime.metrics, factory)
-        await backend.start()
-        runtime.backends[backend.info.name] = backend
-        runtime.started = True
-        log.info("ready: serving %s", ", ".join(runtime.backends))
         try:
+            await start_local_backends(runtime, models, factory)
+            runtime.started = True
+            log.info("ready: serving %s", ", ".join(runtime.backends))
             yield
         finally:
             # Stop taking work, finish what was accepted, then release the models.

@@ -28,6 +28,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(annotation) is list or list in {get_origin(a) for a in get_args(annotation)}:
             kwargs["action"] = "append"
+        elif isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("cli_repeatable"):
+            kwargs["action"] = "append"  # Settings spreads the extra values (e.g. --model a --model b)
         parser.add_argument(_flag(name), **kwargs)
 
 
@@ -56,21 +58,30 @@ def serve(settings: Settings) -> None:
 
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
+    from server.multi_model import ModelsFileError, served_models
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
-        check_spec(
-            ModelSpec(
-                source=settings.model,
-                task=settings.task,
-                device=settings.device,
-                dtype=settings.dtype,
+        models = served_models(settings)
+        # On Ray the replicas load on the cluster's nodes: this host may lack the GPU or the files.
+        for model in [] if settings.ray else models:
+            check_spec(
+                ModelSpec(
+                    source=model.model,
+                    task=model.task,
+                    device=model.device,
+                    dtype=model.dtype,
+                )
             )
-        )
-    except ModelLoadError as exc:
+    except (ModelLoadError, ModelsFileError) as exc:
         sys.exit(f"convoy: error: {exc}")
+    if settings.ray:
+        from server.ray_serve import run_on_ray
+
+        run_on_ray(settings)
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,
