@@ -109,3 +109,11 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
 def _metrics_of(scope: Any) -> Metrics | None:
     runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
     return runtime.metrics if runtime else None
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory server.app:app_from_env --workers N`: settings from CONVOY_* env vars.
+
+    Each worker process builds its own app, so each loads its own copy of every model.
+    """
+    return create_app(Settings())

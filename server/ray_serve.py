@@ -3,8 +3,9 @@
 Ray does the placement, routing and autoscaling; each replica is an ordinary Convoy process
 (same routes, same lifespan, same dynamic batcher). Two ways in:
 
-    convoy serve --ray --ray-replicas 2                               # this module's run_on_ray()
+    convoy serve --ray --ray-replicas 2                                   # run_on_ray()
     serve run server.ray_serve:app_builder model=/models/x ray_replicas=2   # Ray's own CLI
+    serve deploy deploy/ray/convoy-serve.yaml                             # a Serve config file
 
 `ray` is imported inside the functions, so this module imports without the `convoy[ray]` extra.
 """
@@ -12,6 +13,7 @@ Ray does the placement, routing and autoscaling; each replica is an ordinary Con
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +68,7 @@ def build_application(settings: Settings) -> Application:
 
         app = create_app(replica_settings)
         replica_id = serve.get_replica_context().replica_id.unique_id
-        app.add_middleware(ReplicaHeaderMiddleware, replica_id=replica_id)
+        app.add_middleware(ReplicaHeadersMiddleware, replica_id=replica_id)
         return app
 
     @serve.ingress(build_app)
@@ -87,9 +89,10 @@ def build_application(settings: Settings) -> Application:
     return application
 
 
-def app_builder(args: dict[str, str]) -> Application:
-    """`serve run server.ray_serve:app_builder key=value ...`: keys are Settings fields (CONVOY_* too)."""
-    return build_application(Settings(**args))  # type: ignore[arg-type]  # pydantic converts strings
+def app_builder(args: dict[str, Any]) -> Application:
+    """Ray's application builder: `serve run server.ray_serve:app_builder key=value ...` or a Serve
+    config file's `args`. Keys are Settings fields; CONVOY_* env vars fill in the rest."""
+    return build_application(Settings(**args))
 
 
 def run_on_ray(settings: Settings) -> None:
@@ -100,6 +103,9 @@ def run_on_ray(settings: Settings) -> None:
     except ImportError:
         sys.exit("convoy: error: --ray needs Ray Serve: pip install 'convoy[ray]'")
 
+    # SIGTERM (docker stop, Kubernetes) takes the same way out as Ctrl-C: the replicas drain,
+    # and the Ray processes this call started are stopped instead of left behind.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     ray.init(address=settings.ray_address)
     try:
         # http_options apply when this call starts Serve; a running Serve keeps its own.
@@ -113,8 +119,16 @@ def run_on_ray(settings: Settings) -> None:
         ray.shutdown()
 
 
-class ReplicaHeaderMiddleware:
-    """Names the replica that answered (`x-convoy-replica`), to trace requests through the proxy."""
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class ReplicaHeadersMiddleware:
+    """Names the replica that answered (`x-convoy-replica`), to trace requests through the proxy.
+
+    Serve's proxy answers with its own `x-request-id` (the same id: Convoy reads it from the
+    request), so the replica's copy is dropped rather than sent twice.
+    """
 
     def __init__(self, app: ASGIApp, replica_id: str) -> None:
         self.app = app
@@ -127,7 +141,9 @@ class ReplicaHeaderMiddleware:
 
         async def send_with_replica(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REPLICA_HEADER] = self._replica_id
+                headers = MutableHeaders(scope=message)
+                headers[REPLICA_HEADER] = self._replica_id
+                del headers["x-request-id"]
             await send(message)
 
         await self.app(scope, receive, send_with_replica)

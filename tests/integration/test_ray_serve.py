@@ -93,6 +93,7 @@ def test_concurrent_requests_through_the_proxy_reach_both_replicas(
     # Ray routed the burst over both replicas, each a full Convoy with its own batcher.
     replicas = {r.headers[REPLICA_HEADER] for r in responses}
     assert len(replicas) == REPLICAS
+    assert all(len(r.headers.get_list("x-request-id")) == 1 for r in responses)
 
 
 def test_same_routes_behind_the_proxy(ray_serve_url: str) -> None:

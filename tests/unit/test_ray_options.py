@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
 
 from server.ray_serve import DEPLOYMENT_NAME, deployment_options
 from tests.support.settings import make_settings
@@ -43,10 +47,24 @@ def test_max_replicas_below_min_is_refused() -> None:
 
 
 def test_serve_ray_without_ray_installed_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     from server.ray_serve import run_on_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(SystemExit, match=r"pip install 'convoy\[ray\]'"):
         run_on_ray(make_settings(ray=True))
+
+
+def test_shipped_serve_config_is_valid_and_builds() -> None:
+    """deploy/ray/convoy-serve.yaml passes Ray's own schema, and its args build the application."""
+    schema = pytest.importorskip("ray.serve.schema", reason="Ray is not installed")
+    from server.ray_serve import app_builder
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "ray" / "convoy-serve.yaml"
+    config = schema.ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    (app,) = config.applications
+    assert app.import_path == "server.ray_serve:app_builder"
+    assert [d.name for d in app.deployments] == [DEPLOYMENT_NAME]
+    built = app_builder(app.args)
+    options = deployment_options(make_settings(**app.args))
+    assert options["ray_actor_options"]["num_gpus"] == 1.0
+    assert type(built).__name__ == "Application"
