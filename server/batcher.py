@@ -87,6 +87,11 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._last_arrival = 0.0
         self._gap_ewma = float("inf")
+        self._arrivals = 0
+        self._busy = False
+        # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
+        # that gathered nothing (a lone client), set again by evidence of concurrent clients.
+        self._wait_pays = True
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
         self.processed = 0  # chunks that went through a forward pass (tests and soak read it)
@@ -110,6 +115,8 @@ class DynamicBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
                 self._fail_queued(ShuttingDown("the server stopped before this chunk ran"))
+            except Exception:
+                pass  # the loop died earlier; _on_loop_exit already logged it and failed its items
         for pool in (self._tokenize_pool, self._model_pool):
             await asyncio.to_thread(pool.shutdown, wait=True)
 
@@ -152,6 +159,9 @@ class DynamicBatcher:
                 else _GAP_ALPHA * gap + (1 - _GAP_ALPHA) * self._gap_ewma
             )
         self._last_arrival = now
+        self._arrivals += 1
+        if self._busy or self._queue:
+            self._wait_pays = True  # someone else's work is pending: clients overlap
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
@@ -174,7 +184,8 @@ class DynamicBatcher:
             if inflight is not None:
                 await inflight
             inflight = asyncio.create_task(self._compute(prepared))
-            inflight.add_done_callback(lambda _: self._wake.set())
+            self._busy = True
+            inflight.add_done_callback(self._on_compute_done)
         if inflight is not None:
             await inflight
 
@@ -189,7 +200,9 @@ class DynamicBatcher:
             if queued and not busy:
                 if not waited and not self._closed and self._worth_waiting():
                     waited = True
+                    arrivals = self._arrivals
                     await self._wait_for_fill()
+                    self._wait_pays = self._arrivals > arrivals
                     continue
                 return self._take()
             if not queued and self._closed:
@@ -198,7 +211,7 @@ class DynamicBatcher:
 
     def _worth_waiting(self) -> bool:
         # Expect at least two more arrivals inside the window; otherwise waiting only adds latency.
-        return self.max_wait_s > 0 and self._gap_ewma * 2 < self.max_wait_s
+        return self.max_wait_s > 0 and self._wait_pays and self._gap_ewma * 2 < self.max_wait_s
 
     async def _wait_for_fill(self) -> None:
         deadline = self._loop.time() + self.max_wait_s
@@ -306,6 +319,10 @@ class DynamicBatcher:
             alive = [it for it in half if not it.future.done()]
             if alive:
                 await self._compute_items(alive, None)
+
+    def _on_compute_done(self, _: asyncio.Task[None]) -> None:
+        self._busy = False
+        self._wake.set()
 
     # ---- failure and bookkeeping -----------------------------------------------------------
     def _on_loop_exit(self, task: asyncio.Task[None]) -> None:

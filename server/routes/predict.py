@@ -21,7 +21,7 @@ router = APIRouter(tags=["inference"])
 
 async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
     """Split off the event loop when the tokenizer may be consulted (long texts)."""
-    max_tokens = backend.info.max_tokens
+    max_tokens = backend.info.max_text_tokens
     if len(text) <= max_tokens or chunk_size <= max_tokens:
         chunks = split_text(text, chunk_size)
     else:
