@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
             # Stop taking work, finish what was accepted, then release the models.
             runtime.draining = True
             for b in runtime.backends.values():
-                await b.stop()
+                await b.stop(settings.drain_timeout_s)
             log.info("stopped")
 
     app = FastAPI(

@@ -52,10 +52,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
+    from server.serving import run
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,14 +70,7 @@ def serve(settings: Settings) -> None:
         )
     except ModelLoadError as exc:
         sys.exit(f"convoy: error: {exc}")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=None,
-    )
+    run(create_app(settings), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from server.backend import Backend
 from server.config import Settings
-from server.errors import NotFound, NotReady
+from server.errors import NotFound, NotReady, ShuttingDown
 from server.metrics import Metrics
 
 
@@ -31,6 +31,8 @@ class Runtime:
         """The backend serving `name` (default: the first one loaded)."""
         if not self.started or not self.backends:
             raise NotReady("the model is still loading")
+        if self.draining:
+            raise ShuttingDown("the server is shutting down")
         if name is None:
             return next(iter(self.backends.values()))
         try:
