@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -23,6 +24,11 @@ log = logging.getLogger("convoy.batcher")
 
 # Weight of the newest inter-arrival gap in the running estimate of the arrival rate.
 _GAP_ALPHA = 0.2
+# Weight of the newest batch in the running estimate of throughput (chunks per second).
+_RATE_ALPHA = 0.1
+# Admit a request only if the queue ahead should clear within this share of its deadline: the
+# estimate is an average, and a request admitted right at the edge misses half the time.
+_DEADLINE_HEADROOM = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ class DynamicBatcher:
         # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
         # that gathered nothing (a lone client), set again by evidence of concurrent clients.
         self._wait_pays = True
+        self._rate = 0.0  # chunks per second of compute, a running estimate
+        self._batch_s = 0.0  # duration of the last forward pass
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
         self.processed = 0  # chunks that went through a forward pass (tests and soak read it)
@@ -133,8 +141,14 @@ class DynamicBatcher:
         return len(self._queue)
 
     # ---- the one way in --------------------------------------------------------------------
-    def submit(self, texts: Sequence[str]) -> list[asyncio.Future[ItemResult]]:
-        """Queue one request's chunks; returns one future per chunk, in order. Never blocks."""
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
+
+        With `deadline_s`, a request that the queue ahead of it would make miss its deadline is
+        refused now (503) rather than accepted and timed out later (504).
+        """
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
         if self._closed:
@@ -149,6 +163,17 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
+        if deadline_s is not None and self._rate > 0:
+            # The queue ahead, plus the batch computing and the one tokenised beside it.
+            expected_s = (len(self._queue) + len(texts)) / self._rate + 2 * self._batch_s
+            if expected_s > deadline_s * _DEADLINE_HEADROOM:
+                if self._metrics:
+                    self._metrics.rejected.labels("deadline").inc()
+                raise Overloaded(
+                    f"the queue holds ~{expected_s:.1f} s of work, more than this request's "
+                    f"{deadline_s:g} s deadline",
+                    retry_after_s=max(1, math.ceil(expected_s - deadline_s)),
+                )
 
         now = time.perf_counter()
         if self._last_arrival:
@@ -281,6 +306,10 @@ class DynamicBatcher:
             return
         elapsed = time.perf_counter() - started
         self.processed += len(items)
+        if elapsed > 0:
+            self._batch_s = elapsed
+            rate = len(items) / elapsed
+            self._rate = rate if self._rate == 0 else _RATE_ALPHA * rate + (1 - _RATE_ALPHA) * self._rate
         if self._metrics:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)

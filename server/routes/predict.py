@@ -46,7 +46,7 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
     timeout_s = request_timeout_s(request, settings.request_timeout_s, settings.max_request_timeout_s)
     backend = runtime.backend(body.model)
     chunks = await chunk_text(backend, body.text, body.chunk_size)
-    futures = backend.submit([c.text for c in chunks])
+    futures = backend.submit([c.text for c in chunks], deadline_s=timeout_s)
     results = await run_cancellable(request, gather_results(futures), timeout_s)
     info = backend.info
     payload = {

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from server.config import Settings
+from tests.support.server_process import convoy_serve_command, server_process
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +25,6 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_defaults_match_the_documented_ones() -> None:
@@ -71,27 +64,10 @@ def test_invalid_values_fail_at_start_with_one_line(
 
 
 def test_serve_with_no_arguments_serves_the_packaged_model_offline() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "CONVOY_PORT": str(port), "CONVOY_TORCH_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.2)
-        r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "hello"})
+    env = {"CONVOY_TORCH_THREADS": "1"}
+    command = convoy_serve_command()  # server_process appends only --port (a free one)
+    with server_process(command, env=env) as server:
+        r = httpx.post(f"{server.url}/predict", json={"text": "hello"})
         assert r.status_code == 200 and r.json()["model"] == "all-MiniLM-L6-v2"
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+        server.proc.terminate()
+        assert server.proc.wait(timeout=60) in (0, -15)  # uvicorn re-raises SIGTERM after a clean exit

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +15,7 @@ import pytest
 from server.app import create_app
 from tests.support.fake_model import FakeModel
 from tests.support.live_server import LiveServer, live_server
+from tests.support.server_process import convoy_serve_command, server_process
 from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
@@ -89,37 +86,10 @@ def test_disconnected_clients_leave_no_work_behind(gated: tuple[FakeModel, LiveS
     assert not [t for t in computed if t.startswith("abandoned")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_sigterm_drains_accepted_work_and_exits_cleanly() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--torch-threads",
-            "1",
-            "--no-access-log",
-            "--drain-timeout-s",
-            "30",
-            "--max-batch-size",
-            "8",
-        ],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _ready(url), timeout_s=120)
+    args = ["--torch-threads", "1", "--no-access-log", "--drain-timeout-s", "30", "--max-batch-size", "8"]
+    with server_process(convoy_serve_command(*args)) as server:
+        url, proc = server.url, server.proc
         text = "A paragraph long enough to keep the model busy for a little while. " * 8
         outcomes: list[str] = []
         lock = threading.Lock()
@@ -155,13 +125,3 @@ def test_sigterm_drains_accepted_work_and_exits_cleanly() -> None:
         lost = [o for o in outcomes if o not in ("ok", "refused", "status 503")]
         assert not lost, lost
         assert outcomes.count("ok") >= 8
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ready", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,8 @@ class FakeModel:
     `gate`: forward waits on it (so submissions pile up while the model is "busy").
     `fail_if`: forward raises when it returns True for the batch (e.g. a marked text inside,
     or a batch above some size to mimic out-of-memory).
+    `seconds_per_batch`: compute cost of one forward pass, whatever its size (like a GPU below
+    saturation), so capacity is known: max_batch_size / seconds_per_batch chunks per second.
     """
 
     def __init__(
@@ -30,10 +33,12 @@ class FakeModel:
         name: str = "fake",
         gate: threading.Event | None = None,
         fail_if: Callable[[Sequence[str]], bool] | None = None,
+        seconds_per_batch: float = 0.0,
     ) -> None:
         self.info = ModelInfo(name=name, task="embed", device="cpu", dtype="float32", max_tokens=512, dim=2)
         self.gate = gate
         self.fail_if = fail_if
+        self.seconds_per_batch = seconds_per_batch
         self.batches: list[list[str]] = []
         self.forward_started = threading.Event()
         self.closed = False
@@ -47,6 +52,8 @@ class FakeModel:
             raise TimeoutError("test gate never opened")
         if self.fail_if is not None and self.fail_if(prepared):
             raise RuntimeError("injected failure")
+        if self.seconds_per_batch:
+            time.sleep(self.seconds_per_batch)  # simulated compute on the model thread
         self.batches.append(list(prepared))
         return BatchOutput(
             vectors=np.stack([fake_vector(t) for t in prepared]),
