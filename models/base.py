@@ -23,6 +23,12 @@ class ModelInfo:
     max_tokens: int
     dim: int
     labels: tuple[str, ...] = ()
+    special_tokens: int = 0  # added to every input ([CLS], [SEP]...): they count against max_tokens
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Tokens of text that fit in one input once the special tokens are added."""
+        return self.max_tokens - self.special_tokens
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -89,7 +88,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
             # Stop taking work, finish what was accepted, then release the models.
             runtime.draining = True
             for b in runtime.backends.values():
-                await b.stop()
+                await b.stop(settings.drain_timeout_s)
             log.info("stopped")
 
     app = FastAPI(
@@ -100,15 +99,10 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics_of=_metrics_of)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(predict.router)
     app.include_router(health.router)
     return app
-
-
-def _metrics_of(scope: Any) -> Metrics | None:
-    runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
-    return runtime.metrics if runtime else None
 
 
 def app_from_env() -> FastAPI:

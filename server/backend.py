@@ -22,7 +22,12 @@ class Backend(Protocol):
     @property
     def accepting(self) -> bool: ...
 
-    def submit(self, texts: Sequence[str]) -> list[asyncio.Future[ItemResult]]: ...
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """One future per text, in order; may refuse at once (Overloaded) if the deadline
+        cannot be met."""
+        ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 

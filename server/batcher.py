@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -23,6 +24,11 @@ log = logging.getLogger("convoy.batcher")
 
 # Weight of the newest inter-arrival gap in the running estimate of the arrival rate.
 _GAP_ALPHA = 0.2
+# Weight of the newest batch in the running estimate of throughput (chunks per second).
+_RATE_ALPHA = 0.1
+# Admit a request only if the queue ahead should clear within this share of its deadline: the
+# estimate is an average, and a request admitted right at the edge misses half the time.
+_DEADLINE_HEADROOM = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,13 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._last_arrival = 0.0
         self._gap_ewma = float("inf")
+        self._arrivals = 0
+        self._busy = False
+        # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
+        # that gathered nothing (a lone client), set again by evidence of concurrent clients.
+        self._wait_pays = True
+        self._rate = 0.0  # chunks per second of compute, a running estimate
+        self._batch_s = 0.0  # duration of the last forward pass
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
         self.processed = 0  # chunks that went through a forward pass (tests and soak read it)
@@ -110,6 +123,8 @@ class DynamicBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
                 self._fail_queued(ShuttingDown("the server stopped before this chunk ran"))
+            except Exception:
+                pass  # the loop died earlier; _on_loop_exit already logged it and failed its items
         for pool in (self._tokenize_pool, self._model_pool):
             await asyncio.to_thread(pool.shutdown, wait=True)
 
@@ -126,8 +141,14 @@ class DynamicBatcher:
         return len(self._queue)
 
     # ---- the one way in --------------------------------------------------------------------
-    def submit(self, texts: Sequence[str]) -> list[asyncio.Future[ItemResult]]:
-        """Queue one request's chunks; returns one future per chunk, in order. Never blocks."""
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
+
+        With `deadline_s`, a request that the queue ahead of it would make miss its deadline is
+        refused now (503) rather than accepted and timed out later (504).
+        """
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
         if self._closed:
@@ -142,6 +163,17 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
+        if deadline_s is not None and self._rate > 0:
+            # The queue ahead, plus the batch computing and the one tokenised beside it.
+            expected_s = (len(self._queue) + len(texts)) / self._rate + 2 * self._batch_s
+            if expected_s > deadline_s * _DEADLINE_HEADROOM:
+                if self._metrics:
+                    self._metrics.rejected.labels("deadline").inc()
+                raise Overloaded(
+                    f"the queue holds ~{expected_s:.1f} s of work, more than this request's "
+                    f"{deadline_s:g} s deadline",
+                    retry_after_s=max(1, math.ceil(expected_s - deadline_s)),
+                )
 
         now = time.perf_counter()
         if self._last_arrival:
@@ -152,6 +184,9 @@ class DynamicBatcher:
                 else _GAP_ALPHA * gap + (1 - _GAP_ALPHA) * self._gap_ewma
             )
         self._last_arrival = now
+        self._arrivals += 1
+        if self._busy or self._queue:
+            self._wait_pays = True  # someone else's work is pending: clients overlap
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
@@ -174,7 +209,8 @@ class DynamicBatcher:
             if inflight is not None:
                 await inflight
             inflight = asyncio.create_task(self._compute(prepared))
-            inflight.add_done_callback(lambda _: self._wake.set())
+            self._busy = True
+            inflight.add_done_callback(self._on_compute_done)
         if inflight is not None:
             await inflight
 
@@ -189,7 +225,9 @@ class DynamicBatcher:
             if queued and not busy:
                 if not waited and not self._closed and self._worth_waiting():
                     waited = True
+                    arrivals = self._arrivals
                     await self._wait_for_fill()
+                    self._wait_pays = self._arrivals > arrivals
                     continue
                 return self._take()
             if not queued and self._closed:
@@ -198,7 +236,7 @@ class DynamicBatcher:
 
     def _worth_waiting(self) -> bool:
         # Expect at least two more arrivals inside the window; otherwise waiting only adds latency.
-        return self.max_wait_s > 0 and self._gap_ewma * 2 < self.max_wait_s
+        return self.max_wait_s > 0 and self._wait_pays and self._gap_ewma * 2 < self.max_wait_s
 
     async def _wait_for_fill(self) -> None:
         deadline = self._loop.time() + self.max_wait_s
@@ -268,6 +306,10 @@ class DynamicBatcher:
             return
         elapsed = time.perf_counter() - started
         self.processed += len(items)
+        if elapsed > 0:
+            self._batch_s = elapsed
+            rate = len(items) / elapsed
+            self._rate = rate if self._rate == 0 else _RATE_ALPHA * rate + (1 - _RATE_ALPHA) * self._rate
         if self._metrics:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)
@@ -306,6 +348,10 @@ class DynamicBatcher:
             alive = [it for it in half if not it.future.done()]
             if alive:
                 await self._compute_items(alive, None)
+
+    def _on_compute_done(self, _: asyncio.Task[None]) -> None:
+        self._busy = False
+        self._wake.set()
 
     # ---- failure and bookkeeping -----------------------------------------------------------
     def _on_loop_exit(self, task: asyncio.Task[None]) -> None:

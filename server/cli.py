@@ -54,11 +54,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
     from server.multi_model import ModelsFileError, served_models
+    from server.serving import run
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -82,14 +81,7 @@ def serve(settings: Settings) -> None:
 
         run_on_ray(settings)
         return
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=None,
-    )
+    run(create_app(settings), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -48,6 +48,20 @@ class Settings(BaseSettings):
         default=4096, ge=1, le=1_000_000, description="Chunks waiting; beyond it requests get 503."
     )
 
+    # --- reliability ---
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Deadline of a request (X-Request-Timeout may lower or raise it up to max).",
+    )
+    max_request_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Largest deadline a client may ask for."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, le=3600, description="On SIGTERM, how long accepted work may take to finish."
+    )
+
     # --- HTTP ---
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0 = any free port).")

@@ -83,6 +83,14 @@ class DeadlineExceeded(ConvoyError):
     type = "server_error"
 
 
+class ClientGone(ConvoyError):
+    """The client disconnected; nobody reads this answer (nginx's 499 names the case)."""
+
+    status = 499
+    code = "client_closed_request"
+    type = "invalid_request_error"
+
+
 class ModelUnavailable(ConvoyError):
     """The batcher has died; nothing more can be computed in this process."""
 

@@ -28,8 +28,10 @@ class LocalBackend:
     def accepting(self) -> bool:
         return self.batcher.accepting
 
-    def submit(self, texts: Sequence[str]) -> list[asyncio.Future[ItemResult]]:
-        return self.batcher.submit(texts)
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        return self.batcher.submit(texts, deadline_s=deadline_s)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._model.count_tokens(texts)

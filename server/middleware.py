@@ -1,15 +1,14 @@
-"""Pure-ASGI middleware: X-Request-ID on every response, and per-route latency metrics."""
+"""Pure-ASGI middleware: X-Request-ID on every response, per-route metrics, in-flight count."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.metrics import Metrics
+from server.runtime import Runtime
 
 _MAX_ID_LEN = 128
 
@@ -17,9 +16,8 @@ _MAX_ID_LEN = 128
 class RequestContextMiddleware:
     """Cheaper than BaseHTTPMiddleware: no extra task, no body buffering."""
 
-    def __init__(self, app: ASGIApp, metrics_of: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._metrics_of = metrics_of  # app -> Metrics; looked up per request (made in lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,15 +35,19 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
+        # The runtime is made in the lifespan, after the middleware stack is built.
+        runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        if runtime is not None:
+            runtime.request_started()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            metrics: Metrics | None = self._metrics_of(scope)
-            if metrics is not None:
+            if runtime is not None:
+                runtime.request_finished()
                 route = scope.get("route")
                 label = getattr(route, "path", "unmatched")
-                metrics.request_latency.labels(label).observe(time.perf_counter() - started)
-                metrics.requests.labels(label, str(status)).inc()
+                runtime.metrics.request_latency.labels(label).observe(time.perf_counter() - started)
+                runtime.metrics.requests.labels(label, str(status)).inc()
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

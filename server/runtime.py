@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from server.backend import Backend
 from server.config import Settings
-from server.errors import NotFound, NotReady
+from server.errors import NotFound, NotReady, ShuttingDown
 from server.metrics import Metrics
 
 
@@ -19,6 +20,27 @@ class Runtime:
     model_settings: dict[str, Settings] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
+    active_requests: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_started(self) -> None:
+        self.active_requests += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.active_requests -= 1
+        if self.active_requests == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False if `timeout_s` passed first."""
+        if self.active_requests == 0:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def ready(self) -> bool:
@@ -33,6 +55,8 @@ class Runtime:
         """The backend serving `name` (default: the first one loaded)."""
         if not self.started or not self.backends:
             raise NotReady("the model is still loading")
+        if self.draining:
+            raise ShuttingDown("the server is shutting down")
         if name is None:
             return next(iter(self.backends.values()))
         try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.backend import Backend, gather_results
+from server.cancellation import request_timeout_s, run_cancellable
 from server.chunking import Chunk, split_text
 from server.deps import RuntimeDep
 from server.errors import InvalidInput
@@ -21,7 +22,7 @@ router = APIRouter(tags=["inference"])
 
 async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
     """Split off the event loop when the tokenizer may be consulted (long texts)."""
-    max_tokens = backend.info.max_tokens
+    max_tokens = backend.info.max_text_tokens
     if len(text) <= max_tokens or chunk_size <= max_tokens:
         chunks = split_text(text, chunk_size)
     else:
@@ -39,11 +40,14 @@ async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk
     responses=ERROR_RESPONSES,
     summary="Embed or classify a document, chunk by chunk",
 )
-async def predict(body: PredictRequest, runtime: RuntimeDep) -> Response:
+async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -> Response:
     started = time.perf_counter()
+    settings = runtime.settings
+    timeout_s = request_timeout_s(request, settings.request_timeout_s, settings.max_request_timeout_s)
     backend = runtime.backend(body.model)
     chunks = await chunk_text(backend, body.text, body.chunk_size)
-    results = await gather_results(backend.submit([c.text for c in chunks]))
+    futures = backend.submit([c.text for c in chunks], deadline_s=timeout_s)
+    results = await run_cancellable(request, gather_results(futures), timeout_s)
     info = backend.info
     payload = {
         "model": info.name,

@@ -1,8 +1,4 @@
-"""A tiny, randomly initialised BERT sequence classifier saved to disk, with MiniLM's tokenizer.
-
-Real transformers weights and config on a local path, so tests exercise the real loader and the
-classify task without a download. Its labels are meaningless; its shapes and plumbing are real.
-"""
+"""A small sequence classifier built from a config with MiniLM's tokenizer, saved to a folder."""
 
 from __future__ import annotations
 
@@ -16,23 +12,21 @@ from models.loader import default_model_path
 LABELS = ("negative", "neutral", "positive")
 
 
-def build_tiny_classifier(directory: Path, *, labels: tuple[str, ...] = LABELS, seed: int = 0) -> Path:
-    """Write a 2-layer, 64-wide classifier with `labels` to `directory`; return the directory."""
+def build_tiny_classifier(folder: Path, labels: tuple[str, ...] = LABELS) -> Path:
+    """Random weights (seeded), real tokenizer: enough to exercise the classify path end to end."""
+    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
+        hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
+        intermediate_size=64,
+        max_position_embeddings=128,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(config).eval()
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,127 @@
+"""Deadlines, client disconnects and graceful shutdown, against real servers on loopback."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from server.app import create_app
+from tests.support.fake_model import FakeModel
+from tests.support.live_server import LiveServer, live_server
+from tests.support.server_process import convoy_serve_command, server_process
+from tests.support.settings import make_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[FakeModel, LiveServer]]:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    with live_server(create_app(make_settings(max_batch_size=4), model_factory=lambda _: model)) as server:
+        try:
+            yield model, server
+        finally:
+            gate.set()
+
+
+def metric(server: LiveServer, pattern: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    found = re.search(pattern + r" (\S+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def wait_for(predicate: object, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.02)
+
+
+def test_deadline_passes_504_and_its_chunks_never_run(gated: tuple[FakeModel, LiveServer]) -> None:
+    model, server = gated
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        blocker = pool.submit(httpx.post, f"{server.url}/predict", json={"text": "blocker"}, timeout=30)
+        wait_for(model.forward_started.is_set)
+        r = httpx.post(
+            f"{server.url}/predict",
+            json={"text": "too late to matter"},
+            headers={"X-Request-Timeout": "0.2"},
+            timeout=30,
+        )
+        assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+        model.gate.set()  # type: ignore[union-attr]
+        assert blocker.result().status_code == 200
+    wait_for(lambda: metric(server, r"convoy_cancelled_total\{[^}]*\}") >= 1)
+    assert "too late to matter" not in [t for b in model.batches for t in b]
+
+
+def test_bad_timeout_header_is_a_400(gated: tuple[FakeModel, LiveServer]) -> None:
+    _, server = gated
+    for bad in ("soon", "-1", "0", "99999"):
+        r = httpx.post(f"{server.url}/predict", json={"text": "x"}, headers={"X-Request-Timeout": bad})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "x-request-timeout"
+
+
+def test_disconnected_clients_leave_no_work_behind(gated: tuple[FakeModel, LiveServer]) -> None:
+    model, server = gated
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        blocker = pool.submit(httpx.post, f"{server.url}/predict", json={"text": "blocker"}, timeout=30)
+        wait_for(model.forward_started.is_set)
+        for i in range(3):  # each client gives up (and closes its connection) after 0.2 s
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{server.url}/predict", json={"text": f"abandoned {i}"}, timeout=0.2)
+        wait_for(lambda: metric(server, r'convoy_requests_total\{route="/predict",status="499"\}') >= 3)
+        model.gate.set()  # type: ignore[union-attr]
+        assert blocker.result().status_code == 200
+    wait_for(lambda: metric(server, r"convoy_cancelled_total\{[^}]*\}") >= 3)
+    computed = [t for b in model.batches for t in b]
+    assert not [t for t in computed if t.startswith("abandoned")]
+
+
+def test_sigterm_drains_accepted_work_and_exits_cleanly() -> None:
+    args = ["--torch-threads", "1", "--no-access-log", "--drain-timeout-s", "30", "--max-batch-size", "8"]
+    with server_process(convoy_serve_command(*args)) as server:
+        url, proc = server.url, server.proc
+        text = "A paragraph long enough to keep the model busy for a little while. " * 8
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def client() -> None:
+            # One connection per request: a request is either refused at connect or accepted.
+            with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=60) as c:
+                for _ in range(30):
+                    try:
+                        r = c.post(f"{url}/predict", json={"text": text, "chunk_size": 100})
+                        ok = r.status_code == 200 and r.json()["chunks"] == len(r.json()["predictions"])
+                        outcome = "ok" if ok else f"status {r.status_code}"
+                    except httpx.ConnectError:
+                        outcome = "refused"
+                    except httpx.TransportError as exc:  # accepted, then dropped: a lost request
+                        outcome = f"lost: {exc!r}"
+                    with lock:
+                        outcomes.append(outcome)
+                    if outcome in ("refused", "status 503"):
+                        return
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(outcomes) >= 8)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        for t in threads:
+            t.join(timeout=60)
+        assert time.monotonic() - began < 30
+        assert code in (0, -signal.SIGTERM)
+        lost = [o for o in outcomes if o not in ("ok", "refused", "status 503")]
+        assert not lost, lost
+        assert outcomes.count("ok") >= 8

@@ -1,0 +1,20 @@
+"""App factories with fake models, for tests that need the server in its own process."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from server.app import create_app
+from tests.support.fake_model import FakeModel
+from tests.support.settings import make_settings
+
+
+def slow_fake_app() -> FastAPI:
+    """A FakeModel with a fixed cost per batch: capacity = batch / seconds, known in advance."""
+    batch = int(os.environ.get("FAKE_BATCH", "4"))
+    seconds = float(os.environ.get("FAKE_SECONDS_PER_BATCH", "0.08"))
+    model = FakeModel(seconds_per_batch=seconds)
+    settings = make_settings(max_batch_size=batch, max_wait_ms=2, access_log=False)
+    return create_app(settings, model_factory=lambda _: model)

@@ -1,0 +1,71 @@
+"""FakeModel: a deterministic, gated stand-in for a Model, for batcher and fault tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from models.base import BatchOutput, ModelInfo
+
+
+def fake_vector(text: str) -> np.ndarray:
+    """The row FakeModel returns for `text`: derived from the text so mix-ups are caught."""
+    return np.array([len(text), zlib.crc32(text.encode()) % 100_003], dtype=np.float32)
+
+
+class FakeModel:
+    """Records every batch; can block forward on a gate and raise for chosen inputs.
+
+    `gate`: forward waits on it (so submissions pile up while the model is "busy").
+    `fail_if`: forward raises when it returns True for the batch (e.g. a marked text inside,
+    or a batch above some size to mimic out-of-memory).
+    `seconds_per_batch`: compute cost of one forward pass, whatever its size (like a GPU below
+    saturation), so capacity is known: max_batch_size / seconds_per_batch chunks per second.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "fake",
+        gate: threading.Event | None = None,
+        fail_if: Callable[[Sequence[str]], bool] | None = None,
+        seconds_per_batch: float = 0.0,
+    ) -> None:
+        self.info = ModelInfo(name=name, task="embed", device="cpu", dtype="float32", max_tokens=512, dim=2)
+        self.gate = gate
+        self.fail_if = fail_if
+        self.seconds_per_batch = seconds_per_batch
+        self.batches: list[list[str]] = []
+        self.forward_started = threading.Event()
+        self.closed = False
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+    def forward(self, prepared: list[str]) -> BatchOutput:
+        self.forward_started.set()
+        if self.gate is not None and not self.gate.wait(timeout=30):
+            raise TimeoutError("test gate never opened")
+        if self.fail_if is not None and self.fail_if(prepared):
+            raise RuntimeError("injected failure")
+        if self.seconds_per_batch:
+            time.sleep(self.seconds_per_batch)  # simulated compute on the model thread
+        self.batches.append(list(prepared))
+        return BatchOutput(
+            vectors=np.stack([fake_vector(t) for t in prepared]),
+            tokens=np.array([len(t.split()) for t in prepared], dtype=np.int64),
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(b) for b in self.batches]
