@@ -44,6 +44,8 @@ def deployment_options(settings: Settings) -> dict[str, Any]:
         # to form full batches. Its own queue still answers 503 when it cannot keep up.
         "max_ongoing_requests": settings.ray_max_ongoing_requests,
         "ray_actor_options": {"num_cpus": 1, "num_gpus": num_gpus},
+        # A stopping replica finishes the work it accepted, as a stopping process does.
+        "graceful_shutdown_timeout_s": settings.drain_timeout_s,
     }
     if settings.ray_max_replicas is None:
         options["num_replicas"] = settings.ray_replicas

@@ -19,6 +19,8 @@ def test_fixed_replicas_on_cpu() -> None:
     assert options["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0.0}
     # Far above Ray's default of 5, so one replica's batcher sees enough requests to batch.
     assert options["max_ongoing_requests"] == 256
+    drain = deployment_options(make_settings(drain_timeout_s=45))
+    assert drain["graceful_shutdown_timeout_s"] == 45
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
