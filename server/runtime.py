@@ -8,6 +8,7 @@ from server.backend import Backend
 from server.config import Settings
 from server.errors import NotFound, NotReady
 from server.metrics import Metrics
+from server.remote import RemoteBackend
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Runtime:
     backends: dict[str, Backend] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
+    remote: RemoteBackend | None = None  # the shared upstream client (/process, --backend remote)
 
     @property
     def ready(self) -> bool:
@@ -26,6 +28,11 @@ class Runtime:
             and bool(self.backends)
             and all(b.healthy for b in self.backends.values())
         )
+
+    def remote_backend(self) -> RemoteBackend:
+        if self.remote is None or not self.started:
+            raise NotReady("the server is still starting")
+        return self.remote
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend serving `name` (default: the first one loaded)."""
