@@ -84,3 +84,6 @@ class Metrics:
         self.upstream_retries = Counter(
             "convoy_upstream_retries_total", "Attempts repeated after a retryable failure.", registry=r
         )
+        self.websockets = Gauge(
+            "convoy_websocket_connections", "Open /ws connections (still cleaning up included).", registry=r
+        )

@@ -40,6 +40,7 @@ class WsSession:
         self._received = 0
 
     async def run(self) -> None:
+        self._runtime.metrics.websockets.inc()
         try:
             while True:
                 message = await self._ws.receive()
@@ -62,6 +63,7 @@ class WsSession:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._runtime.metrics.websockets.dec()
 
     async def _handle(self, msg_id: MessageId, request: WsRequest) -> None:
         progress: ChunkProgress | None = None

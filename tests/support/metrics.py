@@ -27,3 +27,11 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def expect_increase(base_url: str, sample: str, before: float, by: int, **labels: str) -> None:
+    """Wait for `sample` to grow `by` from `before`, then check it grew by exactly that much."""
+    await wait_until(
+        lambda: metric_value(base_url, sample, **labels) - before >= by, f"{sample} to grow by {by}"
+    )
+    assert metric_value(base_url, sample, **labels) - before == by

@@ -94,9 +94,14 @@ def upstream_app(rec: Recorder) -> Starlette:
     async def embeddings(request: Request) -> Response:
         body = await request.json()
         inputs = body["input"]
+        mode = request.path_params.get("mode")
         with rec.lock:
             rec.requests[request.url.path] += 1
             rec.embed_batches.append(len(inputs))
+        if mode == "broken":
+            return JSONResponse({"error": "down"}, status_code=500)
+        if mode == "picky" and any("bad" in t for t in inputs):
+            return JSONResponse({"error": {"message": "bad input"}}, status_code=400)
         await asyncio.to_thread(rec.embed_gate.wait, 30)
         data = [{"index": i, "embedding": embed_vector(t)} for i, t in enumerate(inputs)]
         data.reverse()  # the order of `data` is not promised; `index` is
@@ -105,6 +110,7 @@ def upstream_app(rec: Recorder) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/{mode}/v1/embeddings", embeddings, methods=["POST"]),  # broken: 500; picky: 400
             Route("/{behaviour}", behave, methods=["POST"]),
         ]
     )

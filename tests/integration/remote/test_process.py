@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from tests.integration.remote.conftest import REMOTE_CONCURRENCY, REMOTE_TIMEOUT_S
 from tests.support.live_server import LiveServer
+from tests.support.metrics import expect_increase, metric_value, wait_until
 from tests.support.upstreams import SLOW_S, Upstream
 
 pytestmark = pytest.mark.integration
@@ -150,3 +153,21 @@ def test_bad_bodies_are_422(remote_server: LiveServer, body: dict[str, object]) 
     r = httpx.post(f"{remote_server.url}/process", json=body, timeout=10)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "validation_error"
+
+
+async def test_client_leaving_process_cancels_its_queued_chunks(
+    remote_server: LiveServer, upstreams: list[Upstream]
+) -> None:
+    u = upstreams[2]
+    text, size = words(10)
+    queued = 10 - REMOTE_CONCURRENCY
+    before = metric_value(remote_server.url, "convoy_cancelled_total", model="echo")
+    async with httpx.AsyncClient(base_url=remote_server.url) as client:
+        body = {"text": text, "chunk_size": size, "api_urls": [f"{u.url}/hang"]}
+        request = asyncio.create_task(client.post("/process", json=body, timeout=30))
+        await wait_until(lambda: u.rec.count("/hang") == REMOTE_CONCURRENCY, "the first chunks in flight")
+        request.cancel()  # the client gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+    await expect_increase(remote_server.url, "convoy_cancelled_total", before, queued, model="echo")
+    assert u.rec.count("/hang") == REMOTE_CONCURRENCY
