@@ -108,12 +108,12 @@ class EventStreamResponse(StreamingResponse):
         content: AsyncIterator[bytes],
         *,
         on_close: Callable[[], None],
+        status_code: int = 200,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         # no-cache and no proxy buffering: each event must reach the client as it is written.
-        super().__init__(
-            content, headers={"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
-        )
+        sse_headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
+        super().__init__(content, status_code=status_code, headers=sse_headers)
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -82,3 +82,11 @@ def test_remote_backend_flags() -> None:
 def test_remote_backend_needs_an_upstream() -> None:
     with pytest.raises(ValidationError, match="--remote-url"):
         Settings(backend="remote")
+
+
+def test_openapi_documents_the_new_routes() -> None:
+    from server.app import create_app
+
+    paths = create_app(Settings(port=0)).openapi()["paths"]
+    assert "text/event-stream" in paths["/stream"]["post"]["responses"]["200"]["content"]
+    assert "403" in paths["/process"]["post"]["responses"]
