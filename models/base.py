@@ -9,7 +9,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-Task = Literal["embed", "classify"]
+# "json": each input is answered with arbitrary JSON (a plain remote upstream), not a row.
+Task = Literal["embed", "classify", "json"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,15 @@ from fastapi import FastAPI
 from models.base import Model
 from server import __version__
 from server.backend import Backend
-from server.batcher import DynamicBatcher
 from server.config import Settings
 from server.error_handlers import install_error_handlers
 from server.local import LocalBackend
 from server.metrics import Metrics
 from server.middleware import RequestContextMiddleware
+from server.remote import RemoteBackend
+from server.remote_backends import build_remote_backend
 from server.responses import FastJSONResponse
-from server.routes import health, predict
+from server.routes import health, predict, process, stream, ws
 from server.runtime import Runtime
 
 log = logging.getLogger("convoy")
@@ -45,14 +46,7 @@ def load_configured_model(settings: Settings) -> Model:
 
 async def build_local_backend(settings: Settings, metrics: Metrics, model_factory: ModelFactory) -> Backend:
     model = await asyncio.to_thread(model_factory, settings)
-    batcher = DynamicBatcher(
-        model,
-        max_batch_size=settings.max_batch_size,
-        max_wait_ms=settings.max_wait_ms,
-        max_queue=settings.max_queue,
-        metrics=metrics,
-    )
-    return LocalBackend(model, batcher)
+    return LocalBackend.batched(model, settings, metrics)
 
 
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
@@ -63,18 +57,26 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(settings=settings, metrics=Metrics(settings.max_batch_size))
         app.state.runtime = runtime
-        backend = await build_local_backend(settings, runtime.metrics, factory)
-        await backend.start()
-        runtime.backends[backend.info.name] = backend
-        runtime.started = True
-        log.info("ready: serving %s", ", ".join(runtime.backends))
+        # One pooled HTTP client for every upstream call (/process, --backend remote).
+        runtime.remote = RemoteBackend.from_settings(settings, runtime.metrics)
         try:
-            yield
+            if settings.backend == "remote":
+                backend = build_remote_backend(settings, runtime.metrics, runtime.remote)
+            else:
+                backend = await build_local_backend(settings, runtime.metrics, factory)
+            await backend.start()
+            runtime.backends[backend.info.name] = backend
+            runtime.started = True
+            log.info("ready: serving %s", ", ".join(runtime.backends))
+            try:
+                yield
+            finally:
+                # Stop taking work, finish what was accepted, then release the models.
+                runtime.draining = True
+                for b in runtime.backends.values():
+                    await b.stop(settings.drain_timeout_s)
         finally:
-            # Stop taking work, finish what was accepted, then release the models.
-            runtime.draining = True
-            for b in runtime.backends.values():
-                await b.stop(settings.drain_timeout_s)
+            await runtime.remote.aclose()
             log.info("stopped")
 
     app = FastAPI(
@@ -88,4 +90,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(predict.router)
     app.include_router(health.router)
+    app.include_router(process.router)
+    app.include_router(stream.router)
+    app.include_router(ws.router)
     return app

@@ -17,7 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import AsyncModel, BatchOutput, Model
-from server.errors import InferenceFailed, InvalidInput, ModelUnavailable, Overloaded, ShuttingDown
+from server.errors import (
+    ConvoyError,
+    InferenceFailed,
+    InvalidInput,
+    ModelUnavailable,
+    Overloaded,
+    ShuttingDown,
+)
 from server.metrics import Metrics
 
 log = logging.getLogger("convoy.batcher")
@@ -301,6 +308,15 @@ class DynamicBatcher:
                 output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
             if len(output.vectors) != len(items) or len(output.tokens) != len(items):
                 raise RuntimeError(f"model returned {len(output.vectors)} rows for a batch of {len(items)}")
+        except ConvoyError as exc:
+            # Already a client-facing error about the whole batch (e.g. a remote upstream is
+            # down): bisecting would only repeat the failing call, so every item gets it as is.
+            if self._metrics:
+                self._metrics.chunks.labels(self._label, "error").inc(len(items))
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
         except Exception as exc:
             await self._isolate(items, exc)
             return

@@ -60,14 +60,15 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
-        check_spec(
-            ModelSpec(
-                source=settings.model,
-                task=settings.task,
-                device=settings.device,
-                dtype=settings.dtype,
+        if settings.backend == "local":  # a remote backend loads no model
+            check_spec(
+                ModelSpec(
+                    source=settings.model,
+                    task=settings.task,
+                    device=settings.device,
+                    dtype=settings.dtype,
+                )
             )
-        )
     except ModelLoadError as exc:
         sys.exit(f"convoy: error: {exc}")
     run(create_app(settings), settings)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 Task = Literal["embed", "classify"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+# A list from the environment as a JSON array or a comma-separated string (see _url_list).
+UrlList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -73,3 +76,66 @@ class Settings(BaseSettings):
         if not _DEVICE_RE.match(value):
             raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
         return value
+
+    # --- remote upstreams (server/remote.py, /process, --backend remote) ---
+    backend: Literal["local", "remote"] = Field(
+        default="local",
+        description="local: a model in this process; remote: the --remote-url upstreams serve /predict.",
+    )
+    remote_url: UrlList = Field(
+        default_factory=list,
+        description="Upstream URL(s) of --backend remote (repeat the flag; env: JSON array or a,b).",
+    )
+    remote_format: Literal["plain", "openai"] = Field(
+        default="plain",
+        description='plain: POST {"text": chunk} to each URL; openai: URL is a base, POST {base}/embeddings.',
+    )
+    remote_model: str = Field(
+        default="remote", description="Name of the remote model: shown by /models, sent as openai `model`."
+    )
+    remote_allow: UrlList = Field(
+        default_factory=list,
+        description="URL prefixes /process may call (repeat the flag; env: JSON array or a,b). Empty: none.",
+    )
+    remote_concurrency: int = Field(
+        default=16, ge=1, le=4096, description="Most requests in flight to one upstream URL."
+    )
+    remote_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Longest a chunk may take at its upstream, retries included.",
+    )
+    remote_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries after a connection error, 429 or 5xx (never after 4xx)."
+    )
+    remote_backoff_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="First retry delay, doubled per retry, unless Retry-After says.",
+    )
+
+    @field_validator("remote_url", "remote_allow", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("remote_url", "remote_allow")
+    @classmethod
+    def _valid_urls(cls, value: list[str]) -> list[str]:
+        from server.allowlist import AllowList  # parses and checks each entry
+
+        AllowList(value)
+        return value
+
+    @model_validator(mode="after")
+    def _remote_backend_has_upstreams(self) -> Settings:
+        if self.backend == "remote" and not self.remote_url:
+            raise ValueError("--backend remote needs at least one --remote-url (CONVOY_REMOTE_URL)")
+        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,25 +28,29 @@ async def _on_convoy_error(_: Request, exc: Exception) -> Response:
 
 async def _on_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    return FastJSONResponse(validation_error_body(exc.errors()), status_code=422)
+
+
+def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
+    """The one error shape for pydantic errors (also used for malformed /ws messages)."""
     details: list[dict[str, Any]] = [
         {
             "loc": [str(p) for p in err.get("loc", ())],
             "msg": err.get("msg", ""),
             "type": err.get("type", ""),
         }
-        for err in exc.errors()
+        for err in errors
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     param = ".".join(first["loc"]) or None
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
-    body = error_body(
+    return error_body(
         message,
         type_="invalid_request_error",
         code="validation_error",
         param=param,
         details=details,
     )
-    return FastJSONResponse(body, status_code=422)
 
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:

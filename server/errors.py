@@ -83,17 +83,34 @@ class DeadlineExceeded(ConvoyError):
     type = "server_error"
 
 
-class ClientGone(ConvoyError):
-    """The client disconnected; nobody reads this answer (nginx's 499 names the case)."""
-
-    status = 499
-    code = "client_closed_request"
-    type = "invalid_request_error"
-
-
 class ModelUnavailable(ConvoyError):
     """The batcher has died; nothing more can be computed in this process."""
 
     status = 503
     code = "model_unavailable"
     type = "server_error"
+
+
+# --- remote upstreams, streaming ---
+class UrlNotAllowed(ConvoyError):
+    """A client-supplied upstream URL is outside the operator's allowlist (SSRF guard)."""
+
+    status = 403
+    code = "url_not_allowed"
+    type = "invalid_request_error"
+
+
+class UpstreamFailed(ConvoyError):
+    """A remote upstream failed (refused, timed out, 5xx after retries, invalid answer)."""
+
+    status = 502
+    code = "upstream_failed"
+    type = "server_error"
+
+
+class ClientGone(ConvoyError):
+    """The client disconnected before its answer was ready; its outstanding work was cancelled."""
+
+    status = 499
+    code = "client_closed_request"
+    type = "invalid_request_error"

@@ -9,6 +9,7 @@ from server.backend import Backend
 from server.config import Settings
 from server.errors import NotFound, NotReady, ShuttingDown
 from server.metrics import Metrics
+from server.remote import RemoteBackend
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Runtime:
             return False
         return True
 
+    remote: RemoteBackend | None = None  # the shared upstream client (/process, --backend remote)
+
     @property
     def ready(self) -> bool:
         return (
@@ -48,6 +51,11 @@ class Runtime:
             and bool(self.backends)
             and all(b.healthy for b in self.backends.values())
         )
+
+    def remote_backend(self) -> RemoteBackend:
+        if self.remote is None or not self.started:
+            raise NotReady("the server is still starting")
+        return self.remote
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend serving `name` (default: the first one loaded)."""

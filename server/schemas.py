@@ -28,7 +28,8 @@ class PredictRequest(BaseModel):
 
 
 class ChunkPrediction(BaseModel):
-    """One chunk's result. `embedding` for embed models; `label`/`score`/`scores` for classify."""
+    """One chunk's result. `embedding` for embed models; `label`/`score`/`scores` for classify;
+    `result` (the upstream's JSON answer) for `--backend remote --remote-format plain`."""
 
     index: int
     start: int
@@ -38,6 +39,7 @@ class ChunkPrediction(BaseModel):
     label: str | None = None
     score: float | None = None
     scores: dict[str, float] | None = None
+    result: Any | None = None
 
 
 class Aggregate(BaseModel):

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.backend import Backend, gather_results
+from server.backend import chunk_text, gather_results
 from server.cancellation import request_timeout_s, run_cancellable
-from server.chunking import Chunk, split_text
 from server.deps import RuntimeDep
-from server.errors import InvalidInput
 from server.predictions import aggregate, chunk_predictions
 from server.responses import FastJSONResponse
 from server.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["inference"])
-
-
-async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
-    """Split off the event loop when the tokenizer may be consulted (long texts)."""
-    max_tokens = backend.info.max_text_tokens
-    if len(text) <= max_tokens or chunk_size <= max_tokens:
-        chunks = split_text(text, chunk_size)
-    else:
-        chunks = await asyncio.to_thread(
-            split_text, text, chunk_size, max_tokens=max_tokens, count_tokens=backend.count_tokens
-        )
-    if not chunks:
-        raise InvalidInput("text has no content to predict on", param="text")
-    return chunks
 
 
 @router.post(
