@@ -124,6 +124,7 @@ def load_model(spec: ModelSpec) -> Model:
         max_tokens=_max_tokens(source, tokenizer, config),
         dim=dim,
         labels=labels,
+        special_tokens=int(tokenizer.num_special_tokens_to_add(pair=False)),
     )
     cls = ClassificationModel if task == "classify" else EmbeddingModel
     model = cls(info=info, network=network, tokenizer=tokenizer, device=device)

@@ -16,12 +16,14 @@ from server.backend import Backend
 from server.batcher import DynamicBatcher
 from server.config import Settings
 from server.error_handlers import install_error_handlers
+from server.limits import BodyLimitMiddleware
 from server.local import LocalBackend
 from server.metrics import Metrics
 from server.middleware import RequestContextMiddleware
 from server.responses import FastJSONResponse
-from server.routes import health, predict
+from server.routes import health, openai, predict, tei
 from server.runtime import Runtime
+from server.security import Authenticator, RequireAuth, install_cors, log_auth_mode
 
 log = logging.getLogger("convoy")
 
@@ -57,13 +59,19 @@ async def build_local_backend(settings: Settings, metrics: Metrics, model_factor
 
 
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
-    """Build the app. `model_factory` swaps the model (tests use small or faulty ones)."""
+    """Build the app. `model_factory` swaps the model (tests use small or faulty ones).
+
+    Raises `SecurityConfigError` at once for unusable auth settings (before any model loads).
+    """
     factory = model_factory or load_configured_model
+    auth = Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(settings=settings, metrics=Metrics(settings.max_batch_size))
         app.state.runtime = runtime
+        runtime.auth = auth
+        log_auth_mode(auth, settings)
         backend = await build_local_backend(settings, runtime.metrics, factory)
         await backend.start()
         runtime.backends[backend.info.name] = backend
@@ -86,9 +94,18 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics_of=_metrics_of)
-    app.include_router(predict.router)
+    # Added innermost first: request context (X-Request-ID on every answer) -> CORS -> body limit.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_cors(app, settings)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics_of=_metrics_of,
+        json_access_log=settings.access_log and settings.log_format == "json",
+    )
+    app.include_router(predict.router, dependencies=[RequireAuth])
     app.include_router(health.router)
+    app.include_router(openai.router, dependencies=[RequireAuth])
+    app.include_router(tei.router, dependencies=[RequireAuth])
     return app
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from server.backend import Backend
 from server.config import Settings
 from server.errors import NotFound, NotReady
 from server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from server.security import Authenticator
 
 
 @dataclass
@@ -17,6 +22,9 @@ class Runtime:
     backends: dict[str, Backend] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
+    # Set by the lifespan; routes guarded by auth fail closed while it is None.
+    auth: Authenticator | None = None
+    created: int = field(default_factory=lambda: int(time.time()))  # Unix time, for /v1/models
 
     @property
     def ready(self) -> bool:

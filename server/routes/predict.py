@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.backend import Backend, gather_results
 from server.chunking import Chunk, split_text
 from server.deps import RuntimeDep
 from server.errors import InvalidInput
+from server.limits import check_chars, check_chunks
 from server.predictions import aggregate, chunk_predictions
-from server.responses import FastJSONResponse
+from server.responses import inference_response
 from server.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["inference"])
@@ -39,10 +40,12 @@ async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk
     responses=ERROR_RESPONSES,
     summary="Embed or classify a document, chunk by chunk",
 )
-async def predict(body: PredictRequest, runtime: RuntimeDep) -> Response:
+async def predict(body: PredictRequest, runtime: RuntimeDep, request: Request) -> Response:
     started = time.perf_counter()
     backend = runtime.backend(body.model)
+    check_chars(runtime.settings, len(body.text), param="text")
     chunks = await chunk_text(backend, body.text, body.chunk_size)
+    check_chunks(runtime.settings, len(chunks), param="chunk_size")
     results = await gather_results(backend.submit([c.text for c in chunks]))
     info = backend.info
     payload = {
@@ -52,10 +55,4 @@ async def predict(body: PredictRequest, runtime: RuntimeDep) -> Response:
         "predictions": chunk_predictions(info, chunks, results),
         "aggregate": aggregate(info, results),
     }
-    total_ms = (time.perf_counter() - started) * 1000
-    headers = {
-        "x-queue-time": f"{max(r.queue_s for r in results) * 1000:.3f}",
-        "x-inference-time": f"{max(r.inference_s for r in results) * 1000:.3f}",
-        "x-total-time": f"{total_ms:.3f}",
-    }
-    return FastJSONResponse(payload, headers=headers)
+    return inference_response(request, payload, results, started, model=info.name)
