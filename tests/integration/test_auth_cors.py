@@ -113,12 +113,11 @@ def test_openai_client_with_keys_and_tokens(secured: LiveServer, rsa: tokens.Key
         bad.embeddings.create(input="hello", model="all-MiniLM-L6-v2")
 
 
-def test_inference_client_with_a_key(secured: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants
+@pytest.mark.usefixtures("hf_loopback")
+def test_inference_client_with_a_key(secured: LiveServer) -> None:
     from huggingface_hub import InferenceClient
     from huggingface_hub.errors import HfHubHTTPError
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # loopback only
     assert InferenceClient(base_url=secured.url, api_key=API_KEY).feature_extraction("hi").shape == (1, 384)
     with pytest.raises(HfHubHTTPError) as err:
         InferenceClient(base_url=secured.url, api_key="wrong-key").feature_extraction("hi")

@@ -33,8 +33,6 @@ def test_openai_snippet(minilm_server: LiveServer) -> None:
     assert run(snippet("openai"), minilm_server) == "2 384"
 
 
-def test_tei_snippet(minilm_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # loopback only
+@pytest.mark.usefixtures("hf_loopback")
+def test_tei_snippet(minilm_server: LiveServer) -> None:
     assert run(snippet("tei"), minilm_server) == "(2, 384)"

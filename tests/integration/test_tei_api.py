@@ -20,15 +20,6 @@ pytestmark = pytest.mark.integration
 TEXTS = ["Convoy batches requests from many clients.", "Encoders turn text into vectors."]
 
 
-@pytest.fixture
-def hf_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HF_HUB_OFFLINE=1 (always set here) also blocks the client's calls to loopback servers;
-    lift it for the test's duration only. Nothing here reaches beyond 127.0.0.1."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-
-
 def predict_vectors(server: LiveServer, texts: list[str]) -> np.ndarray:
     rows = []
     for text in texts:
