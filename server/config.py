@@ -121,10 +121,19 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        # Env vars arrive as one string; CLI flags (append) and Python callers pass lists.
+        # Env vars arrive as one string, CLI flags (append) as a list of strings: both may hold
+        # comma-separated items. Anything else (SecretStr from Python callers) passes as is.
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        out: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                out.extend(part.strip() for part in item.split(",") if part.strip())
+            else:
+                out.append(item)
+        return out
 
     @model_validator(mode="after")
     def _cors_credentials_need_explicit_origins(self) -> Settings:

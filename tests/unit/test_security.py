@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from server.cli import main
+from server.cli import build_parser, main, settings_from_args
 from server.config import Settings
 from server.errors import Unauthorized
 from server.security import Authenticator, SecurityConfigError
@@ -124,6 +124,9 @@ def test_comma_separated_env_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [k.get_secret_value() for k in settings.api_keys] == ["alpha", "beta"]
     assert "alpha" not in repr(settings)
     assert settings.cors_allow_origins == ["https://a.example", "https://b.example"]
+    args = build_parser().parse_args(["serve", "--api-keys", "gamma,delta", "--api-keys", "epsilon"])
+    from_flags = settings_from_args(args)
+    assert [k.get_secret_value() for k in from_flags.api_keys] == ["gamma", "delta", "epsilon"]
 
 
 def test_wildcard_origin_with_credentials_is_refused_at_start(capsys: pytest.CaptureFixture[str]) -> None:
