@@ -14,14 +14,16 @@ from server import __version__
 from server.backend import Backend
 from server.config import Settings
 from server.error_handlers import install_error_handlers
+from server.limits import BodyLimitMiddleware
 from server.local import LocalBackend
 from server.metrics import Metrics
 from server.middleware import RequestContextMiddleware
 from server.remote import RemoteBackend
 from server.remote_backends import build_remote_backend
 from server.responses import FastJSONResponse
-from server.routes import health, predict, process, stream, ws
+from server.routes import health, openai, predict, process, stream, tei, ws
 from server.runtime import Runtime
+from server.security import Authenticator, RequireAuth, install_cors, log_auth_mode
 
 log = logging.getLogger("convoy")
 
@@ -50,8 +52,12 @@ async def build_local_backend(settings: Settings, metrics: Metrics, model_factor
 
 
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
-    """Build the app. `model_factory` swaps the model (tests use small or faulty ones)."""
+    """Build the app. `model_factory` swaps the model (tests use small or faulty ones).
+
+    Raises `SecurityConfigError` at once for unusable auth settings (before any model loads).
+    """
     factory = model_factory or load_configured_model
+    auth = Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +65,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         app.state.runtime = runtime
         # One pooled HTTP client for every upstream call (/process, --backend remote).
         runtime.remote = RemoteBackend.from_settings(settings, runtime.metrics)
+        runtime.auth = auth
+        log_auth_mode(auth, settings)
         try:
             if settings.backend == "remote":
                 backend = build_remote_backend(settings, runtime.metrics, runtime.remote)
@@ -87,10 +95,13 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
-    app.include_router(predict.router)
+    # Added innermost first: request context (X-Request-ID on every answer) -> CORS -> body limit.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_cors(app, settings)
+    app.add_middleware(
+        RequestContextMiddleware, json_access_log=settings.access_log and settings.log_format == "json"
+    )
     app.include_router(health.router)
-    app.include_router(process.router)
-    app.include_router(stream.router)
-    app.include_router(ws.router)
+    for router in (predict.router, process.router, stream.router, ws.router, openai.router, tei.router):
+        app.include_router(router, dependencies=[RequireAuth])
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from models.base import ModelInfo
 from server.batcher import ItemResult
@@ -46,6 +46,16 @@ class Backend(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self, timeout_s: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class TokenDecoder(Protocol):
+    """A backend that accepts token ids: it turns them back into text with the model's tokenizer.
+
+    Optional on purpose: a backend without a tokenizer (a remote upstream) only takes text.
+    """
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]: ...
 
 
 async def gather_results(futures: Sequence[asyncio.Future[T]]) -> list[T]:

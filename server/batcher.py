@@ -46,6 +46,7 @@ class ItemResult:
     tokens: int
     queue_s: float
     inference_s: float
+    norm: float = 1.0  # the embedding's length before normalisation (1.0 when the model says none)
 
 
 @dataclass(slots=True, eq=False)
@@ -330,6 +331,7 @@ class DynamicBatcher:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)
             self._metrics.chunks.labels(self._label, "ok").inc(len(items))
+        norms = output.norms
         for i, item in enumerate(items):
             if not item.future.done():
                 item.future.set_result(
@@ -338,6 +340,7 @@ class DynamicBatcher:
                         tokens=int(output.tokens[i]),
                         queue_s=started - item.enqueued,
                         inference_s=elapsed,
+                        norm=1.0 if norms is None else float(norms[i]),
                     )
                 )
 

@@ -21,7 +21,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field, so the CLI and env vars can never drift apart."""
     for name, field in Settings.model_fields.items():
         env = f"CONVOY_{name.upper()}"
-        help_text = f"{field.description or ''} [env {env}; default {field.default!r}]"
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description or ''} [env {env}; default {default!r}]"
         annotation = field.annotation
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if annotation is bool:
@@ -39,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Values of these settings are never echoed back in an error message.
+_SECRET_SETTINGS = frozenset({"api_keys", "jwt_secret"})
+
+
 def _validation_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = err["loc"][0] if err["loc"] else ""
     where = f"{_flag(str(loc))} / CONVOY_{str(loc).upper()}" if loc else "settings"
+    # A whole-settings check has every value (secrets too) as its input: show none of them.
+    if not loc or loc in _SECRET_SETTINGS:
+        return f"invalid {where}: {err['msg']}"
     return f"invalid {where}: {err['msg']} (got {err.get('input')!r})"
 
 
@@ -54,11 +62,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
+    from server.security import SecurityConfigError
     from server.serving import run
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = "DEBUG" if settings.debug else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    json_access = settings.access_log and settings.log_format == "json"
+    if json_access:
+        _log_json_lines("convoy.access")
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
         if settings.backend == "local":  # a remote backend loads no model
             check_spec(
@@ -69,9 +80,20 @@ def serve(settings: Settings) -> None:
                     dtype=settings.dtype,
                 )
             )
-    except ModelLoadError as exc:
+        app = create_app(settings)
+    except (ModelLoadError, SecurityConfigError) as exc:
         sys.exit(f"convoy: error: {exc}")
-    run(create_app(settings), settings)
+    run(app, settings)
+
+
+def _log_json_lines(name: str) -> None:
+    """The access logger writes bare JSON objects, one a line, to stdout for log shippers."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> None:

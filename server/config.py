@@ -6,7 +6,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -138,4 +138,88 @@ class Settings(BaseSettings):
     def _remote_backend_has_upstreams(self) -> Settings:
         if self.backend == "remote" and not self.remote_url:
             raise ValueError("--backend remote needs at least one --remote-url (CONVOY_REMOTE_URL)")
+        return self
+
+    # --- ecosystem: compatible APIs, security, CORS, limits, access logs (server/security.py,
+    # server/limits.py, server/routes/openai.py, server/routes/tei.py) ---
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="API keys accepted as `Authorization: Bearer <key>` (comma-separated in the env var).",
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret for JWT bearer tokens.")
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM public key (the text, or a path to a file) for RS256/ES256 JWT bearer tokens.",
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud` claim of JWTs, when set.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim of JWTs, when set.")
+    jwt_leeway_s: float = Field(
+        default=0.0, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat, in seconds."
+    )
+    metrics_require_auth: bool = Field(
+        default=False, description="Require credentials on /metrics too (it is open by default)."
+    )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (comma-separated); empty: no CORS."
+    )
+    cors_allow_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["GET", "POST"], description="Methods allowed by CORS (comma-separated)."
+    )
+    cors_allow_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-Request-ID"],
+        description="Request headers allowed by CORS (comma-separated).",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies/credentials (never with origin '*')."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=1 << 31, description="Largest request body; beyond it 413."
+    )
+    max_request_chars: int = Field(
+        default=1_000_000, ge=1, le=100_000_000, description="Most characters of text in one request."
+    )
+    max_request_chunks: int = Field(
+        default=2048, ge=1, le=1_000_000, description="Most chunks (model inputs) one request may make."
+    )
+    max_embedding_inputs: int = Field(
+        default=2048, ge=1, le=1_000_000, description="Most inputs in one /v1/embeddings or /embed request."
+    )
+    embeddings_overflow: Literal["reject", "truncate"] = Field(
+        default="reject",
+        description="/v1/embeddings inputs over the model's token limit: reject (400) or truncate.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="Debug logging. Responses never carry a traceback, debug or not.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Access log format: text (uvicorn's) or json (one JSON object a line)."
+    )
+
+    @field_validator(
+        "api_keys", "cors_allow_origins", "cors_allow_methods", "cors_allow_headers", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # Env vars arrive as one string, CLI flags (append) as a list of strings: both may hold
+        # comma-separated items. Anything else (SecretStr from Python callers) passes as is.
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        out: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                out.extend(part.strip() for part in item.split(",") if part.strip())
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _cors_credentials_need_explicit_origins(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError(
+                "cors_allow_origins '*' cannot be combined with cors_allow_credentials: "
+                "list the allowed origins explicitly"
+            )
         return self

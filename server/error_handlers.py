@@ -26,9 +26,12 @@ async def _on_convoy_error(_: Request, exc: Exception) -> Response:
     return convoy_error_response(exc)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> Response:
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return FastJSONResponse(validation_error_body(exc.errors()), status_code=422)
+    # OpenAI answers an invalid body with 400 (its clients expect BadRequestError); the rest of
+    # Convoy, and text-embeddings-inference, with 422.
+    status = 400 if request.url.path.startswith("/v1/") else 422
+    return FastJSONResponse(validation_error_body(exc.errors()), status_code=status)
 
 
 def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
@@ -65,10 +68,19 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.error(
+        "unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc
+    )
+    # Starlette answers this one outside every middleware, so the request id is set here. It
+    # then re-raises and the server drops the connection: say so, lest a client reuse it.
+    headers = {"connection": "close"}
+    if request_id:
+        headers["x-request-id"] = request_id
     return FastJSONResponse(
         error_body("internal server error", type_="server_error", code="internal_error"),
         status_code=500,
+        headers=headers,
     )
 
 

@@ -50,6 +50,9 @@ class LocalBackend:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._model.count_tokens(texts)
 
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self._model.decode(ids)
+
     async def start(self) -> None:
         await self.batcher.start()
 

@@ -93,6 +93,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
         (400, "Invalid input"),
+        (401, "Missing or invalid credentials (when auth is configured)"),
         (413, "Request body too large"),
         (422, "Validation failed, or the model failed on an input"),
         (503, "Overloaded, loading or shutting down (see Retry-After)"),
