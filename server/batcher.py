@@ -89,6 +89,8 @@ class DynamicBatcher:
         metrics: Metrics | None = None,
     ) -> None:
         self.model = model
+        # Decided once: a runtime Protocol check is too slow for every batch.
+        self._async_model: AsyncModel | None = model if isinstance(model, AsyncModel) else None
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -277,7 +279,7 @@ class DynamicBatcher:
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
         prepared = _Prepared(items)
-        if not items or isinstance(self.model, AsyncModel):
+        if not items or self._async_model is not None:
             return prepared
         try:
             prepared.encoded = await self._loop.run_in_executor(
@@ -303,8 +305,8 @@ class DynamicBatcher:
         started = time.perf_counter()
         texts = [it.text for it in items]
         try:
-            if isinstance(self.model, AsyncModel):
-                output = await self.model.forward_async(texts)
+            if self._async_model is not None:
+                output = await self._async_model.forward_async(texts)
             else:
                 output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
             if len(output.vectors) != len(items) or len(output.tokens) != len(items):
@@ -345,10 +347,10 @@ class DynamicBatcher:
                 )
 
     def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
-        assert not isinstance(self.model, AsyncModel)
+        model: Model = self.model  # type: ignore[assignment]  # only called for a sync Model
         if encoded is None:
-            encoded = self.model.prepare(texts)
-        return self.model.forward(encoded)
+            encoded = model.prepare(texts)
+        return model.forward(encoded)
 
     async def _isolate(self, items: list[_Item], exc: Exception) -> None:
         # Bisect: the halves without the culprit succeed; only the culprit's future fails.
