@@ -9,7 +9,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-Task = Literal["embed", "classify"]
+# "json": each input is answered with arbitrary JSON (a plain remote upstream), not a row.
+Task = Literal["embed", "classify", "json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class BatchOutput:
 
     vectors: npt.NDArray[np.float32]
     tokens: npt.NDArray[np.int64]
+    # L2 norm of each embedding before normalisation (None: unknown, or not an embedding), so a
+    # caller that wants raw vectors (TEI's `normalize: false`) gets them as `vector * norm`.
+    norms: npt.NDArray[np.float32] | None = None
 
 
 class Model(Protocol):
@@ -56,7 +60,19 @@ class Model(Protocol):
         """Tokens per text without special tokens (for chunking and usage accounting)."""
         ...
 
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Token ids of this model's vocabulary -> texts; raises `TokenIdError` on an unknown id."""
+        ...
+
     def close(self) -> None: ...
+
+
+class TokenIdError(ValueError):
+    """An input holds a token id outside the model's vocabulary."""
+
+    def __init__(self, index: int, token_id: int, vocab_size: int) -> None:
+        super().__init__(f"token id {token_id} is outside the vocabulary (0..{vocab_size - 1})")
+        self.index = index
 
 
 @runtime_checkable

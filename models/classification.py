@@ -10,6 +10,8 @@ from models.encoder import HFEncoder
 class ClassificationModel(HFEncoder):
     """Class probabilities per input, ordered as `info.labels`."""
 
-    def _rows(self, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def _rows(
+        self, batch: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self._call(batch).logits
-        return torch.softmax(logits.float(), dim=-1)
+        return torch.softmax(logits.float(), dim=-1), None

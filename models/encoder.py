@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from models.base import BatchOutput, ModelInfo
+from models.base import BatchOutput, ModelInfo, TokenIdError
 
 
 class HFEncoder:
@@ -53,11 +53,12 @@ class HFEncoder:
     def forward(self, prepared: dict[str, torch.Tensor]) -> BatchOutput:
         with torch.inference_mode():
             mask = prepared["attention_mask"]
-            rows = self._rows(prepared, mask)
+            rows, norms = self._rows(prepared, mask)
             tokens = mask.sum(dim=1)
             return BatchOutput(
                 vectors=rows.float().cpu().numpy().astype(np.float32, copy=False),
                 tokens=tokens.cpu().numpy().astype(np.int64, copy=False),
+                norms=None if norms is None else norms.float().cpu().numpy().astype(np.float32, copy=False),
             )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -65,13 +66,27 @@ class HFEncoder:
             ids = self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(x) for x in ids]
 
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        # The tokenizer decodes an unknown id to nothing, silently: check the range first.
+        vocab = len(self._tokenizer)
+        for i, row in enumerate(ids):
+            for token_id in row:
+                if not 0 <= token_id < vocab:
+                    raise TokenIdError(i, token_id, vocab)
+        with self._tok_lock:
+            texts = self._tokenizer.batch_decode([list(r) for r in ids], skip_special_tokens=True)
+        return [str(t) for t in texts]
+
     def close(self) -> None:
         self._network.to("cpu")
         del self._network
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _rows(self, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def _rows(
+        self, batch: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One row per input, and the rows' norms before normalisation (None if not normalised)."""
         raise NotImplementedError
 
     def _call(self, batch: dict[str, torch.Tensor]) -> Any:

@@ -1,13 +1,25 @@
-"""The Backend contract routes rely on, and the helper that awaits one request's chunks."""
+"""The Backend contract routes rely on, and the helpers that chunk and await one request."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from models.base import ModelInfo
 from server.batcher import ItemResult
+from server.chunking import Chunk, split_text
+from server.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonItemResult(ItemResult):
+    """A chunk answered with arbitrary JSON instead of a row (task "json": plain remote upstreams)."""
+
+    result: Any = None
 
 
 class Backend(Protocol):
@@ -36,7 +48,17 @@ class Backend(Protocol):
     async def stop(self, timeout_s: float | None = None) -> None: ...
 
 
-async def gather_results(futures: list[asyncio.Future[ItemResult]]) -> list[ItemResult]:
+@runtime_checkable
+class TokenDecoder(Protocol):
+    """A backend that accepts token ids: it turns them back into text with the model's tokenizer.
+
+    Optional on purpose: a backend without a tokenizer (a remote upstream) only takes text.
+    """
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]: ...
+
+
+async def gather_results(futures: Sequence[asyncio.Future[T]]) -> list[T]:
     """Await every chunk of one request; if the request is abandoned, its chunks are cancelled.
 
     Cancelled futures are skipped by the batcher before they cost compute.
@@ -47,3 +69,17 @@ async def gather_results(futures: list[asyncio.Future[ItemResult]]) -> list[Item
         for fut in futures:
             fut.cancel()
         raise
+
+
+async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
+    """Split off the event loop when the tokenizer may be consulted (long texts)."""
+    max_tokens = backend.info.max_text_tokens
+    if len(text) <= max_tokens or chunk_size <= max_tokens:
+        chunks = split_text(text, chunk_size)
+    else:
+        chunks = await asyncio.to_thread(
+            split_text, text, chunk_size, max_tokens=max_tokens, count_tokens=backend.count_tokens
+        )
+    if not chunks:
+        raise InvalidInput("text has no content to predict on", param="text")
+    return chunks

@@ -17,7 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import AsyncModel, BatchOutput, Model
-from server.errors import InferenceFailed, InvalidInput, ModelUnavailable, Overloaded, ShuttingDown
+from server.errors import (
+    ConvoyError,
+    InferenceFailed,
+    InvalidInput,
+    ModelUnavailable,
+    Overloaded,
+    ShuttingDown,
+)
 from server.metrics import Metrics
 
 log = logging.getLogger("convoy.batcher")
@@ -39,6 +46,7 @@ class ItemResult:
     tokens: int
     queue_s: float
     inference_s: float
+    norm: float = 1.0  # the embedding's length before normalisation (1.0 when the model says none)
 
 
 @dataclass(slots=True, eq=False)
@@ -81,6 +89,8 @@ class DynamicBatcher:
         metrics: Metrics | None = None,
     ) -> None:
         self.model = model
+        # Decided once: a runtime Protocol check is too slow for every batch.
+        self._async_model: AsyncModel | None = model if isinstance(model, AsyncModel) else None
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -269,7 +279,7 @@ class DynamicBatcher:
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
         prepared = _Prepared(items)
-        if not items or isinstance(self.model, AsyncModel):
+        if not items or self._async_model is not None:
             return prepared
         try:
             prepared.encoded = await self._loop.run_in_executor(
@@ -295,12 +305,21 @@ class DynamicBatcher:
         started = time.perf_counter()
         texts = [it.text for it in items]
         try:
-            if isinstance(self.model, AsyncModel):
-                output = await self.model.forward_async(texts)
+            if self._async_model is not None:
+                output = await self._async_model.forward_async(texts)
             else:
                 output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
             if len(output.vectors) != len(items) or len(output.tokens) != len(items):
                 raise RuntimeError(f"model returned {len(output.vectors)} rows for a batch of {len(items)}")
+        except ConvoyError as exc:
+            # Already a client-facing error about the whole batch (e.g. a remote upstream is
+            # down): bisecting would only repeat the failing call, so every item gets it as is.
+            if self._metrics:
+                self._metrics.chunks.labels(self._label, "error").inc(len(items))
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
         except Exception as exc:
             await self._isolate(items, exc)
             return
@@ -314,6 +333,7 @@ class DynamicBatcher:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)
             self._metrics.chunks.labels(self._label, "ok").inc(len(items))
+        norms = output.norms
         for i, item in enumerate(items):
             if not item.future.done():
                 item.future.set_result(
@@ -322,14 +342,15 @@ class DynamicBatcher:
                         tokens=int(output.tokens[i]),
                         queue_s=started - item.enqueued,
                         inference_s=elapsed,
+                        norm=1.0 if norms is None else float(norms[i]),
                     )
                 )
 
     def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
-        assert not isinstance(self.model, AsyncModel)
+        model: Model = self.model  # type: ignore[assignment]  # only called for a sync Model
         if encoded is None:
-            encoded = self.model.prepare(texts)
-        return self.model.forward(encoded)
+            encoded = model.prepare(texts)
+        return model.forward(encoded)
 
     async def _isolate(self, items: list[_Item], exc: Exception) -> None:
         # Bisect: the halves without the culprit succeed; only the culprit's future fails.

@@ -1,10 +1,17 @@
-"""Tie a request's work to its client and its deadline: abandoned or late work is cancelled."""
+"""Tie a request's work to its client and its deadline: abandoned or late work is cancelled.
+
+A plain FastAPI handler is not cancelled when its client goes away, so these helpers watch the
+ASGI `receive` channel for `http.disconnect` and cancel the work themselves. Cancelled futures
+are skipped by the batcher (and by RemoteBackend before sending) and counted in
+`convoy_cancelled_total`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+import contextlib
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.types import Receive
@@ -32,27 +39,41 @@ def request_timeout_s(request: Request, default_s: float, max_s: float) -> float
     return value
 
 
-async def run_cancellable(request: Request, work: Awaitable[T], timeout_s: float) -> T:
+def cancel_all(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel every future not yet done (queued chunks then never cost compute)."""
+    for fut in futures:
+        fut.cancel()
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone. Only for after the request body was read."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_cancellable(request: Request, work: Awaitable[T], timeout_s: float | None = None) -> T:
     """Await `work`, cancelling it when the client disconnects or the deadline passes.
 
-    A plain FastAPI handler keeps running after its client left; cancelling the work cancels
-    the request's chunk futures, which the batcher then drops before they cost compute.
+    Raises ClientGone (499) or DeadlineExceeded (504); if the handler itself is cancelled, the
+    work is cancelled too.
     """
     task = asyncio.ensure_future(work)
-    watcher = asyncio.create_task(_wait_for_disconnect(request.receive))
+    watcher = asyncio.create_task(wait_for_disconnect(request.receive))
     try:
-        done, _ = await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
     finally:
         watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    if watcher in done:
-        raise ClientGone("the client closed the connection")
+        if not task.done():
+            task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if watcher.done() and not watcher.cancelled():
+        raise ClientGone("the client closed the connection; its work was cancelled")
     raise DeadlineExceeded(f"the request did not finish within its {timeout_s:g} s deadline")
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    # The body has been read already, so the next message can only be the disconnect.
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """`run_cancellable` without a deadline (the work bounds its own time, e.g. per-chunk timeouts)."""
+    return await run_cancellable(request, work)

@@ -21,7 +21,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field, so the CLI and env vars can never drift apart."""
     for name, field in Settings.model_fields.items():
         env = f"CONVOY_{name.upper()}"
-        help_text = f"{field.description or ''} [env {env}; default {field.default!r}]"
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description or ''} [env {env}; default {default!r}]"
         annotation = field.annotation
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if annotation is bool:
@@ -41,10 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Values of these settings are never echoed back in an error message.
+_SECRET_SETTINGS = frozenset({"api_keys", "jwt_secret"})
+
+
 def _validation_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = err["loc"][0] if err["loc"] else ""
     where = f"{_flag(str(loc))} / CONVOY_{str(loc).upper()}" if loc else "settings"
+    # A whole-settings check has every value (secrets too) as its input: show none of them.
+    if not loc or loc in _SECRET_SETTINGS:
+        return f"invalid {where}: {err['msg']}"
     return f"invalid {where}: {err['msg']} (got {err.get('input')!r})"
 
 
@@ -57,15 +65,19 @@ def serve(settings: Settings) -> None:
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
     from server.multi_model import ModelsFileError, served_models
+    from server.security import SecurityConfigError
     from server.serving import run
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = "DEBUG" if settings.debug else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    json_access = settings.access_log and settings.log_format == "json"
+    if json_access:
+        _log_json_lines("convoy.access")
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
         models = served_models(settings)
-        # On Ray the replicas load on the cluster's nodes: this host may lack the GPU or the files.
-        for model in [] if settings.ray else models:
+        # A remote backend loads no model; on Ray the replicas load on the cluster's nodes (this
+        # host may lack the GPU or the files).
+        for model in models if settings.backend == "local" and not settings.ray else []:
             check_spec(
                 ModelSpec(
                     source=model.model,
@@ -74,14 +86,25 @@ def serve(settings: Settings) -> None:
                     dtype=model.dtype,
                 )
             )
-    except (ModelLoadError, ModelsFileError) as exc:
+        app = create_app(settings)  # checks the security settings, on Ray too
+    except (ModelLoadError, ModelsFileError, SecurityConfigError) as exc:
         sys.exit(f"convoy: error: {exc}")
     if settings.ray:
         from server.ray_serve import run_on_ray
 
         run_on_ray(settings)
         return
-    run(create_app(settings), settings)
+    run(app, settings)
+
+
+def _log_json_lines(name: str) -> None:
+    """The access logger writes bare JSON objects, one a line, to stdout for log shippers."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> None:

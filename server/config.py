@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 Task = Literal["embed", "classify"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+# A list from the environment as a JSON array or a comma-separated string (see _url_list).
+UrlList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,153 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
         return value
 
+    # --- remote upstreams (server/remote.py, /process, --backend remote) ---
+    backend: Literal["local", "remote"] = Field(
+        default="local",
+        description="local: a model in this process; remote: the --remote-url upstreams serve /predict.",
+    )
+    remote_url: UrlList = Field(
+        default_factory=list,
+        description="Upstream URL(s) of --backend remote (repeat the flag; env: JSON array or a,b).",
+    )
+    remote_format: Literal["plain", "openai"] = Field(
+        default="plain",
+        description='plain: POST {"text": chunk} to each URL; openai: URL is a base, POST {base}/embeddings.',
+    )
+    remote_model: str = Field(
+        default="remote", description="Name of the remote model: shown by /models, sent as openai `model`."
+    )
+    remote_allow: UrlList = Field(
+        default_factory=list,
+        description="URL prefixes /process may call (repeat the flag; env: JSON array or a,b). Empty: none.",
+    )
+    remote_concurrency: int = Field(
+        default=16, ge=1, le=4096, description="Most requests in flight to one upstream URL."
+    )
+    remote_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Longest a chunk may take at its upstream, retries included.",
+    )
+    remote_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries after a connection error, 429 or 5xx (never after 4xx)."
+    )
+    remote_backoff_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="First retry delay, doubled per retry, unless Retry-After says.",
+    )
+
+    @field_validator("remote_url", "remote_allow", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("remote_url", "remote_allow")
+    @classmethod
+    def _valid_urls(cls, value: list[str]) -> list[str]:
+        from server.allowlist import AllowList  # parses and checks each entry
+
+        AllowList(value)
+        return value
+
+    @model_validator(mode="after")
+    def _remote_backend_has_upstreams(self) -> Settings:
+        if self.backend == "remote" and not self.remote_url:
+            raise ValueError("--backend remote needs at least one --remote-url (CONVOY_REMOTE_URL)")
+        return self
+
+    # --- ecosystem: compatible APIs, security, CORS, limits, access logs (server/security.py,
+    # server/limits.py, server/routes/openai.py, server/routes/tei.py) ---
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="API keys accepted as `Authorization: Bearer <key>` (comma-separated in the env var).",
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret for JWT bearer tokens.")
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM public key (the text, or a path to a file) for RS256/ES256 JWT bearer tokens.",
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud` claim of JWTs, when set.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim of JWTs, when set.")
+    jwt_leeway_s: float = Field(
+        default=0.0, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat, in seconds."
+    )
+    metrics_require_auth: bool = Field(
+        default=False, description="Require credentials on /metrics too (it is open by default)."
+    )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (comma-separated); empty: no CORS."
+    )
+    cors_allow_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["GET", "POST"], description="Methods allowed by CORS (comma-separated)."
+    )
+    cors_allow_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-Request-ID"],
+        description="Request headers allowed by CORS (comma-separated).",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies/credentials (never with origin '*')."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=1 << 31, description="Largest request body; beyond it 413."
+    )
+    max_request_chars: int = Field(
+        default=1_000_000, ge=1, le=100_000_000, description="Most characters of text in one request."
+    )
+    max_request_chunks: int = Field(
+        default=2048, ge=1, le=1_000_000, description="Most chunks (model inputs) one request may make."
+    )
+    max_embedding_inputs: int = Field(
+        default=2048, ge=1, le=1_000_000, description="Most inputs in one /v1/embeddings or /embed request."
+    )
+    embeddings_overflow: Literal["reject", "truncate"] = Field(
+        default="reject",
+        description="/v1/embeddings inputs over the model's token limit: reject (400) or truncate.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="Debug logging. Responses never carry a traceback, debug or not.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Access log format: text (uvicorn's) or json (one JSON object a line)."
+    )
+
+    @field_validator(
+        "api_keys", "cors_allow_origins", "cors_allow_methods", "cors_allow_headers", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # Env vars arrive as one string, CLI flags (append) as a list of strings: both may hold
+        # comma-separated items. Anything else (SecretStr from Python callers) passes as is.
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        out: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                out.extend(part.strip() for part in item.split(",") if part.strip())
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _cors_credentials_need_explicit_origins(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError(
+                "cors_allow_origins '*' cannot be combined with cors_allow_credentials: "
+                "list the allowed origins explicitly"
+            )
+        return self
+
     # --- deployment: several models in one process, scale-out on Ray Serve ---
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -134,9 +284,11 @@ class Settings(BaseSettings):
 
 
 def _split_list(value: Any) -> Any:
-    """A comma-separated string (an env var) as a list; lists and anything else pass through."""
+    """Comma-separated strings (an env var, or each repeated CLI flag) as one flat list."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return value
+    return [part.strip() for item in value for part in str(item).split(",") if part.strip()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,27 +26,34 @@ async def _on_convoy_error(_: Request, exc: Exception) -> Response:
     return convoy_error_response(exc)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> Response:
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    # OpenAI answers an invalid body with 400 (its clients expect BadRequestError); the rest of
+    # Convoy, and text-embeddings-inference, with 422.
+    status = 400 if request.url.path.startswith("/v1/") else 422
+    return FastJSONResponse(validation_error_body(exc.errors()), status_code=status)
+
+
+def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
+    """The one error shape for pydantic errors (also used for malformed /ws messages)."""
     details: list[dict[str, Any]] = [
         {
             "loc": [str(p) for p in err.get("loc", ())],
             "msg": err.get("msg", ""),
             "type": err.get("type", ""),
         }
-        for err in exc.errors()
+        for err in errors
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     param = ".".join(first["loc"]) or None
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
-    body = error_body(
+    return error_body(
         message,
         type_="invalid_request_error",
         code="validation_error",
         param=param,
         details=details,
     )
-    return FastJSONResponse(body, status_code=422)
 
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:
@@ -60,10 +68,19 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.error(
+        "unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc
+    )
+    # Starlette answers this one outside every middleware, so the request id is set here. It
+    # then re-raises and the server drops the connection: say so, lest a client reuse it.
+    headers = {"connection": "close"}
+    if request_id:
+        headers["x-request-id"] = request_id
     return FastJSONResponse(
         error_body("internal server error", type_="server_error", code="internal_error"),
         status_code=500,
+        headers=headers,
     )
 
 

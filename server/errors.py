@@ -83,17 +83,73 @@ class DeadlineExceeded(ConvoyError):
     type = "server_error"
 
 
-class ClientGone(ConvoyError):
-    """The client disconnected; nobody reads this answer (nginx's 499 names the case)."""
-
-    status = 499
-    code = "client_closed_request"
-    type = "invalid_request_error"
-
-
 class ModelUnavailable(ConvoyError):
     """The batcher has died; nothing more can be computed in this process."""
 
     status = 503
     code = "model_unavailable"
     type = "server_error"
+
+
+# --- remote upstreams, streaming ---
+class UrlNotAllowed(ConvoyError):
+    """A client-supplied upstream URL is outside the operator's allowlist (SSRF guard)."""
+
+    status = 403
+    code = "url_not_allowed"
+    type = "invalid_request_error"
+
+
+class UpstreamFailed(ConvoyError):
+    """A remote upstream failed (refused, timed out, 5xx after retries, invalid answer)."""
+
+    status = 502
+    code = "upstream_failed"
+    type = "server_error"
+
+
+class ClientGone(ConvoyError):
+    """The client disconnected before its answer was ready; its outstanding work was cancelled."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class InputTooLong(InvalidInput):
+    """An input is over the model's token limit and the request asked not to truncate."""
+
+    code = "context_length_exceeded"
+
+
+class Unauthorized(ConvoyError):
+    """Missing, malformed, wrong or expired credentials (RFC 6750 bearer challenge)."""
+
+    status = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+    def __init__(self, message: str, *, challenge_error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.challenge_error = challenge_error
+
+    def headers(self) -> dict[str, str]:
+        challenge = 'Bearer realm="convoy"'
+        if self.challenge_error:
+            challenge += f', error="{self.challenge_error}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class PayloadTooLarge(ConvoyError):
+    """The request body is bigger than max_body_bytes."""
+
+    status = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class LimitExceeded(ConvoyError):
+    """The request asks for more than one request may (characters, chunks, inputs)."""
+
+    status = 413
+    code = "limit_exceeded"
+    type = "invalid_request_error"

@@ -1,20 +1,34 @@
-"""LocalBackend: a model loaded in this process behind its DynamicBatcher."""
+"""LocalBackend: a model behind its DynamicBatcher (a local network, or an AsyncModel upstream)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from models.base import Model, ModelInfo
+from models.base import AsyncModel, Model, ModelInfo
 from server.batcher import DynamicBatcher, ItemResult
+from server.config import Settings
+from server.metrics import Metrics
 
 
 class LocalBackend:
     """Routes reach a local model only through this; it owns the model and its batcher."""
 
-    def __init__(self, model: Model, batcher: DynamicBatcher) -> None:
+    def __init__(self, model: Model | AsyncModel, batcher: DynamicBatcher) -> None:
         self._model = model
         self.batcher = batcher
+
+    @classmethod
+    def batched(cls, model: Model | AsyncModel, settings: Settings, metrics: Metrics) -> LocalBackend:
+        """`model` behind a DynamicBatcher configured by `settings`."""
+        batcher = DynamicBatcher(
+            model,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            metrics=metrics,
+        )
+        return cls(model, batcher)
 
     @property
     def info(self) -> ModelInfo:
@@ -35,6 +49,9 @@ class LocalBackend:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._model.count_tokens(texts)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self._model.decode(ids)
 
     async def start(self) -> None:
         await self.batcher.start()

@@ -74,3 +74,16 @@ class Metrics:
         self.requests = Counter(
             "convoy_requests_total", "Requests answered.", ["route", "status"], registry=r
         )
+        # --- remote upstreams ---
+        self.upstream_requests = Counter(
+            "convoy_upstream_requests_total",
+            "HTTP attempts sent to remote upstreams, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "convoy_upstream_retries_total", "Attempts repeated after a retryable failure.", registry=r
+        )
+        self.websockets = Gauge(
+            "convoy_websocket_connections", "Open /ws connections (still cleaning up included).", registry=r
+        )

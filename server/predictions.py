@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from models.base import ModelInfo
+from server.backend import JsonItemResult
 from server.batcher import ItemResult
 from server.chunking import Chunk
 
@@ -23,9 +24,16 @@ def chunk_predictions(
             "end": chunk.end,
             "tokens": res.tokens,
         }
-        row.update(task_output(info, res.vector))
+        row.update(result_output(info, res))
         out.append(row)
     return out
+
+
+def result_output(info: ModelInfo, res: ItemResult) -> dict[str, Any]:
+    """A chunk's task fields: `result` (the upstream's JSON) for task "json", else from its row."""
+    if isinstance(res, JsonItemResult):
+        return {"result": res.result}
+    return task_output(info, res.vector)
 
 
 def task_output(info: ModelInfo, vector: np.ndarray) -> dict[str, Any]:
@@ -41,7 +49,14 @@ def task_output(info: ModelInfo, vector: np.ndarray) -> dict[str, Any]:
 
 
 def aggregate(info: ModelInfo, results: Sequence[ItemResult]) -> dict[str, Any]:
-    """Token-weighted mean of the chunk rows; embeddings are re-normalised to unit length."""
+    """Token-weighted mean of the chunk rows; embeddings are re-normalised to unit length.
+
+    Arbitrary JSON (task "json") has no mean: its aggregate is empty.
+    """
+    if info.task == "json":
+        return {}
+    if len(results) == 1:  # the common case: the mean of one row is the row
+        return task_output(info, results[0].vector)
     rows = np.stack([r.vector for r in results])
     weights = np.array([max(r.tokens, 1) for r in results], dtype=np.float32)
     mean = (rows * weights[:, None]).sum(axis=0) / weights.sum()

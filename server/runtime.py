@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from server.backend import Backend
 from server.config import Settings
 from server.errors import NotFound, NotReady, ShuttingDown
 from server.metrics import Metrics
+from server.remote import RemoteBackend
+
+if TYPE_CHECKING:
+    from server.security import Authenticator
 
 
 @dataclass
@@ -42,6 +48,11 @@ class Runtime:
             return False
         return True
 
+    remote: RemoteBackend | None = None  # the shared upstream client (/process, --backend remote)
+    # Set by the lifespan; routes guarded by auth fail closed while it is None.
+    auth: Authenticator | None = None
+    created: int = field(default_factory=lambda: int(time.time()))  # Unix time, for /v1/models
+
     @property
     def ready(self) -> bool:
         return (
@@ -50,6 +61,11 @@ class Runtime:
             and bool(self.backends)
             and all(b.healthy for b in self.backends.values())
         )
+
+    def remote_backend(self) -> RemoteBackend:
+        if self.remote is None or not self.started:
+            raise NotReady("the server is still starting")
+        return self.remote
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend serving `name` (default: the first one loaded)."""

@@ -28,7 +28,8 @@ class PredictRequest(BaseModel):
 
 
 class ChunkPrediction(BaseModel):
-    """One chunk's result. `embedding` for embed models; `label`/`score`/`scores` for classify."""
+    """One chunk's result. `embedding` for embed models; `label`/`score`/`scores` for classify;
+    `result` (the upstream's JSON answer) for `--backend remote --remote-format plain`."""
 
     index: int
     start: int
@@ -38,6 +39,7 @@ class ChunkPrediction(BaseModel):
     label: str | None = None
     score: float | None = None
     scores: dict[str, float] | None = None
+    result: Any | None = None
 
 
 class Aggregate(BaseModel):
@@ -91,6 +93,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
         (400, "Invalid input"),
+        (401, "Missing or invalid credentials (when auth is configured)"),
         (413, "Request body too large"),
         (422, "Validation failed, or the model failed on an input"),
         (503, "Overloaded, loading or shutting down (see Retry-After)"),

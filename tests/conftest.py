@@ -15,6 +15,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture
+def hf_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1 (always set here) also stops huggingface_hub's InferenceClient from calling
+    loopback servers; lift it for one test. Nothing in such a test reaches beyond 127.0.0.1."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture(scope="session")
 def minilm_server() -> Iterator[LiveServer]:
     """One real MiniLM server for the whole session; tests must not change its state."""

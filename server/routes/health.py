@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from server.deps import RuntimeDep
-from server.errors import NotReady
+from server.errors import ModelUnavailable, NotReady
 from server.schemas import ModelCard, ModelsResponse, StatusResponse
+from server.security import RequireAuth, authenticate_metrics
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", response_model=StatusResponse, summary="Liveness: 200 while the process lives")
-async def health() -> StatusResponse:
+@router.get(
+    "/health",
+    response_model=StatusResponse,
+    responses={503: {"description": "The model can no longer serve: restart the process"}},
+    summary="Liveness, as text-embeddings-inference: 200 while the model can serve",
+)
+async def health(runtime: RuntimeDep) -> StatusResponse:
+    # The lifespan loads the model before the socket accepts, so a 200 here means loaded. Unlike
+    # /ready it stays 200 while draining: the process is stopping on purpose, not broken.
+    if not runtime.draining and not all(b.healthy for b in runtime.backends.values()):
+        raise ModelUnavailable("the model can no longer serve; restart the server")
     return StatusResponse(status="ok")
 
 
@@ -31,7 +41,12 @@ async def ready(runtime: RuntimeDep) -> StatusResponse:
     return StatusResponse(status="ready")
 
 
-@router.get("/models", response_model=ModelsResponse, summary="The models this server serves")
+@router.get(
+    "/models",
+    response_model=ModelsResponse,
+    dependencies=[RequireAuth],
+    summary="The models this server serves",
+)
 async def list_models(runtime: RuntimeDep) -> ModelsResponse:
     cards = []
     for backend in runtime.backends.values():
@@ -50,6 +65,11 @@ async def list_models(runtime: RuntimeDep) -> ModelsResponse:
     return ModelsResponse(models=cards)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (open unless metrics_require_auth)",
+    response_class=Response,
+    dependencies=[Depends(authenticate_metrics)],
+)
 async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.backend import Backend, gather_results
+from server.backend import chunk_text, gather_results
 from server.cancellation import request_timeout_s, run_cancellable
-from server.chunking import Chunk, split_text
 from server.deps import RuntimeDep
-from server.errors import InvalidInput
+from server.limits import check_chars, check_chunks
 from server.predictions import aggregate, chunk_predictions
-from server.responses import FastJSONResponse
+from server.responses import inference_response
 from server.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["inference"])
-
-
-async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
-    """Split off the event loop when the tokenizer may be consulted (long texts)."""
-    max_tokens = backend.info.max_text_tokens
-    if len(text) <= max_tokens or chunk_size <= max_tokens:
-        chunks = split_text(text, chunk_size)
-    else:
-        chunks = await asyncio.to_thread(
-            split_text, text, chunk_size, max_tokens=max_tokens, count_tokens=backend.count_tokens
-        )
-    if not chunks:
-        raise InvalidInput("text has no content to predict on", param="text")
-    return chunks
 
 
 @router.post(
@@ -45,7 +29,9 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
     settings = runtime.settings
     timeout_s = request_timeout_s(request, settings.request_timeout_s, settings.max_request_timeout_s)
     backend = runtime.backend(body.model)
+    check_chars(runtime.settings, len(body.text), param="text")
     chunks = await chunk_text(backend, body.text, body.chunk_size)
+    check_chunks(runtime.settings, len(chunks), param="chunk_size")
     futures = backend.submit([c.text for c in chunks], deadline_s=timeout_s)
     results = await run_cancellable(request, gather_results(futures), timeout_s)
     info = backend.info
@@ -56,10 +42,4 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
         "predictions": chunk_predictions(info, chunks, results),
         "aggregate": aggregate(info, results),
     }
-    total_ms = (time.perf_counter() - started) * 1000
-    headers = {
-        "x-queue-time": f"{max(r.queue_s for r in results) * 1000:.3f}",
-        "x-inference-time": f"{max(r.inference_s for r in results) * 1000:.3f}",
-        "x-total-time": f"{total_ms:.3f}",
-    }
-    return FastJSONResponse(payload, headers=headers)
+    return inference_response(request, payload, results, started, model=info.name)

@@ -1,0 +1,33 @@
+"""POST /stream: /predict's body, answered as Server-Sent Events, one per chunk as it completes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from server.backend import chunk_text
+from server.deps import RuntimeDep
+from server.schemas import ERROR_RESPONSES, PredictRequest
+from server.streaming import ChunkProgress, EventStreamResponse, sse_frames
+
+router = APIRouter(tags=["inference"])
+
+
+@router.post(
+    "/stream",
+    response_class=EventStreamResponse,
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`event: chunk` per chunk as it completes, then `event: done` with the totals",
+        },
+    },
+    summary="Embed or classify a document, streaming each chunk's result as it is ready",
+)
+async def stream(body: PredictRequest, runtime: RuntimeDep) -> Response:
+    backend = runtime.backend(body.model)
+    chunks = await chunk_text(backend, body.text, body.chunk_size)
+    # Submitted before the response starts, so a full queue is still a plain 503.
+    progress = ChunkProgress(backend.info, chunks, backend.submit([c.text for c in chunks]))
+    return EventStreamResponse(sse_frames(progress), on_close=progress.cancel)
