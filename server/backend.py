@@ -64,6 +64,8 @@ async def gather_results(futures: Sequence[asyncio.Future[T]]) -> list[T]:
     Cancelled futures are skipped by the batcher before they cost compute.
     """
     try:
+        if len(futures) == 1:  # most requests: skip gather's wrapper future and callbacks
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
     except BaseException:
         for fut in futures:

@@ -9,7 +9,6 @@ are skipped by the batcher (and by RemoteBackend before sending) and counted in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
@@ -55,23 +54,23 @@ async def run_cancellable(request: Request, work: Awaitable[T], timeout_s: float
     """Await `work`, cancelling it when the client disconnects or the deadline passes.
 
     Raises ClientGone (499) or DeadlineExceeded (504); if the handler itself is cancelled, the
-    work is cancelled too.
+    work is cancelled too. One watcher task and one timer per request, no asyncio.wait.
     """
     task = asyncio.ensure_future(work)
     watcher = asyncio.create_task(wait_for_disconnect(request.receive))
+    watcher.add_done_callback(lambda _: task.cancel())
     try:
-        await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
+        async with asyncio.timeout(timeout_s):
+            return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientGone("the client closed the connection; its work was cancelled") from None
+        raise
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request did not finish within its {timeout_s:g} s deadline") from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if watcher.done() and not watcher.cancelled():
-        raise ClientGone("the client closed the connection; its work was cancelled")
-    raise DeadlineExceeded(f"the request did not finish within its {timeout_s:g} s deadline")
+        task.cancel()
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:

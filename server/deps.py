@@ -17,14 +17,20 @@ def get_runtime(conn: HTTPConnection) -> Runtime:
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+# thread, a thread hop per request for a dictionary lookup.
+async def runtime_dependency(conn: HTTPConnection) -> Runtime:
+    return get_runtime(conn)
+
+
+async def settings_dependency(request: Request) -> Settings:
     return get_runtime(request).settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def metrics_dependency(request: Request) -> Metrics:
     return get_runtime(request).metrics
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+MetricsDep = Annotated[Metrics, Depends(metrics_dependency)]

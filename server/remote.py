@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -219,7 +219,7 @@ class RemoteBackend:
                 )
             except UpstreamError as exc:
                 failure = exc
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._count("timeout")
                 failure = UpstreamError(f"the upstream gave no answer within {self.timeout_s:g} s")
             else:
@@ -299,8 +299,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def process_summary(results: Sequence[RemoteResult]) -> dict[str, Any]:
