@@ -8,18 +8,13 @@ in the single-model case.
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.config import DType, Settings, Task
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 # NAME=SOURCE on the command line; a path (/x, ./x) or hub id (org/x) never matches as a whole name.
 _NAMED_SOURCE_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)=(?P<source>.+)$")
