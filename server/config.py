@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -25,7 +26,9 @@ class Settings(BaseSettings):
     # --- model ---
     model: str | None = Field(
         default=None,
-        description="Local path or Hugging Face hub id; empty serves the packaged all-MiniLM-L6-v2.",
+        description="Local path or Hugging Face hub id; empty serves the packaged all-MiniLM-L6-v2. "
+        "Repeat the flag to serve several models (NAME=SOURCE names one).",
+        json_schema_extra={"cli_repeatable": True},
     )
     task: Task | None = Field(
         default=None, description="embed or classify; inferred from the model config when omitted."
@@ -223,3 +226,69 @@ class Settings(BaseSettings):
                 "list the allowed origins explicitly"
             )
         return self
+
+    # --- deployment: several models in one process, scale-out on Ray Serve ---
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More models to serve beside --model: SOURCE or NAME=SOURCE each (env: comma-separated).",
+    )
+    models_file: Path | None = Field(
+        default=None,
+        description="TOML file listing models ([[models]] tables: name, source, task, device, dtype, "
+        "max_batch_size, max_wait_ms, max_queue); unset keys take the flags' values.",
+    )
+    model_name: str | None = Field(
+        default=None,
+        description="Name clients use for --model; default: the path's last part or the hub id.",
+    )
+    ray: bool = Field(default=False, description="Serve through Ray Serve (needs convoy[ray]).")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join (e.g. auto); default: RAY_ADDRESS or a new local Ray."
+    )
+    ray_replicas: int = Field(
+        default=1, ge=1, le=4096, description="Ray Serve replicas (the minimum when autoscaling)."
+    )
+    ray_max_replicas: int | None = Field(
+        default=None, ge=1, le=4096, description="Autoscale up to this many replicas on ongoing requests."
+    )
+    ray_target_ongoing_requests: float = Field(
+        default=32.0, gt=0, le=100_000, description="Autoscaling target: ongoing requests per replica."
+    )
+    ray_max_ongoing_requests: int = Field(
+        default=256, ge=1, le=100_000, description="Requests one replica takes at once (feeds its batcher)."
+    )
+    ray_num_gpus: float | None = Field(
+        default=None, ge=0, le=64, description="GPUs per replica; default: 1 when --device is cuda, else 0."
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_repeated_model(cls, data: Any) -> Any:
+        # `--model a --model b` arrives as a list: the first stays `model`, the rest join `models`,
+        # so `model` keeps its plain-string type (CONVOY_MODEL=/path, code that reads it).
+        if isinstance(data, dict) and isinstance(data.get("model"), list | tuple):
+            first, *rest = data["model"] or [None]
+            data = {**data, "model": first, "models": [*rest, *_split_list(data.get("models"))]}
+        return data
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> Settings:
+        if self.ray_max_replicas is not None and self.ray_max_replicas < self.ray_replicas:
+            raise ValueError("ray_max_replicas must be at least ray_replicas")
+        return self
+
+
+def _split_list(value: Any) -> Any:
+    """Comma-separated strings (an env var, or each repeated CLI flag) as one flat list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return value
+    return [part.strip() for item in value for part in str(item).split(",") if part.strip()]

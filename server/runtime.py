@@ -22,6 +22,8 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     backends: dict[str, Backend] = field(default_factory=dict)
+    # The Settings each local model was loaded and batched with (several models: one each).
+    model_settings: dict[str, Settings] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
     active_requests: int = 0
@@ -78,3 +80,7 @@ class Runtime:
         except KeyError:
             served = ", ".join(self.backends)
             raise NotFound(f"model {name!r} is not served here; served: {served}", param="model") from None
+
+    def settings_for(self, name: str) -> Settings:
+        """The Settings model `name` runs with; the app's own for backends not loaded from settings."""
+        return self.model_settings.get(name, self.settings)
