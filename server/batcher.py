@@ -91,6 +91,7 @@ class DynamicBatcher:
         self.model = model
         # Decided once: a runtime Protocol check is too slow for every batch.
         self._async_model: AsyncModel | None = model if isinstance(model, AsyncModel) else None
+        self._sync_model: Model | None = None if self._async_model else model  # type: ignore[assignment]
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -279,11 +280,11 @@ class DynamicBatcher:
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
         prepared = _Prepared(items)
-        if not items or self._async_model is not None:
+        if not items or self._sync_model is None:
             return prepared
         try:
             prepared.encoded = await self._loop.run_in_executor(
-                self._tokenize_pool, self.model.prepare, [it.text for it in items]
+                self._tokenize_pool, self._sync_model.prepare, [it.text for it in items]
             )
         except Exception as exc:
             prepared.error = exc
@@ -347,7 +348,8 @@ class DynamicBatcher:
                 )
 
     def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
-        model: Model = self.model  # type: ignore[assignment]  # only called for a sync Model
+        model = self._sync_model
+        assert model is not None  # only called for a sync Model
         if encoded is None:
             encoded = model.prepare(texts)
         return model.forward(encoded)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from models.base import AsyncModel, Model, ModelInfo
 from server.batcher import DynamicBatcher, ItemResult
 from server.config import Settings
+from server.errors import InvalidInput
 from server.metrics import Metrics
 
 
@@ -51,6 +52,8 @@ class LocalBackend:
         return self._model.count_tokens(texts)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        if isinstance(self._model, AsyncModel):  # an upstream: its tokenizer is not here
+            raise InvalidInput("this model takes text, not token ids", param="input")
         return self._model.decode(ids)
 
     async def start(self) -> None:
