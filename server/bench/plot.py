@@ -47,6 +47,7 @@ def _x_label(series: Mapping[str, Sequence[LevelSummary]]) -> str:
 def plot_panels(panels: Sequence[Panel], path: Path, title: str | None = None) -> None:
     require_matplotlib()
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(12, 4.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 2, squeeze=False)
@@ -60,7 +61,16 @@ def plot_panels(panels: Sequence[Panel], path: Path, title: str | None = None) -
             ax_lat.plot(xs, [s.latency_ms["p50"] for s in levels], "o-", color=colour, label=f"{name} p50")
             ax_lat.plot(xs, [s.latency_ms["p99"] for s in levels], "s--", color=colour, label=f"{name} p99")
         for j, (name, value) in enumerate(panel.limits.items()):
-            ax_tp.axhline(value, color="0.35", ls=(0, (4, 2 + 2 * j)), lw=1.2, label=name)
+            ax_tp.axhline(value, color="0.35", ls=(0, (4, 2 + 2 * j)), lw=1.2)
+            # Labelled on the line itself: the limits are what the eye compares the curves with.
+            ax_tp.annotate(
+                f"{name}: {value:,.0f}/s",
+                xy=(0.01, value),
+                xycoords=("axes fraction", "data"),
+                va="bottom",
+                fontsize="small",
+                color="0.25",
+            )
         ticks = sorted(levels_seen)
         for ax in (ax_tp, ax_lat):
             if len(ticks) > 1 and min(ticks) > 0:
@@ -69,11 +79,13 @@ def plot_panels(panels: Sequence[Panel], path: Path, title: str | None = None) -
             ax.minorticks_off()
             ax.grid(True, alpha=0.3)
             ax.set_xlabel(_x_label(panel.series))
-        ax_tp.set_ylim(bottom=0)
+        top = max([*panel.limits.values(), *(s.chunks_per_s for v in panel.series.values() for s in v), 1.0])
+        ax_tp.set_ylim(0, top * 1.12)  # room above the highest line for its label
         ax_tp.set_ylabel("chunks/s (higher is better)")
         ax_tp.set_title(f"{panel.title}: throughput")
         ax_tp.legend(fontsize="small", loc="lower right")
         ax_lat.set_yscale("log")
+        ax_lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax_lat.set_ylabel("latency ms (lower is better)")
         ax_lat.set_title(f"{panel.title}: latency p50 / p99")
         ax_lat.legend(fontsize="small", loc="upper left")
