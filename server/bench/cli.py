@@ -93,7 +93,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--rate",
         type=_positive_list(float),
         help="open loop: Poisson arrivals at R requests/s (a list sweeps rates); "
-        "--concurrency then caps requests in flight [1024]",
+        "--concurrency then caps requests in flight [512]",
     )
     load.add_argument("--requests", "-n", type=_positive(int), help="requests per level")
     load.add_argument(

@@ -24,7 +24,7 @@ from server.bench.stats import LevelSummary
 
 T = TypeVar("T")
 DEFAULT_DURATION_S = 10.0
-OPEN_LOOP_MAX_INFLIGHT = 1024
+OPEN_LOOP_MAX_INFLIGHT = 512
 
 
 class BenchError(Exception):

@@ -281,7 +281,22 @@ async def _drive(
         await _open_loop(load, clients, send, rec, seed)
 
 
+def ensure_fd_limit(connections: int) -> None:
+    """Each connection is a socket: raise the soft open-files limit (up to the hard one) to fit them."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard)
+        )
+
+
 async def run_levels(
     target: Target, loads: Sequence[Load], *, warmup_s: float, progress: bool, seed: int = 0
 ) -> list[LevelSummary]:
+    ensure_fd_limit(max(load.max_inflight for load in loads))
     return [await run_level(target, load, warmup_s=warmup_s, progress=progress, seed=seed) for load in loads]
