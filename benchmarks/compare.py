@@ -540,17 +540,33 @@ def write_section(path: Path, name: str, body: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+_FULL: dict[str, Any] = {
+    "profiles": "short,paragraph,mixed",
+    "sweep": "1,4,16,64,256",
+    "repeats": 3,
+    "duration": 10.0,
+    "warmup": 2.0,
+}
+_QUICK: dict[str, Any] = {
+    "profiles": "short",
+    "sweep": "1,16,64",
+    "repeats": 1,
+    "duration": 2.0,
+    "warmup": 0.5,
+}
+
+
 # ---- main --------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--quick", action="store_true", help="smoke run: short levels, one repeat, short texts")
-    p.add_argument("--profiles", default="short,paragraph,mixed", help="corpus profiles [%(default)s]")
-    p.add_argument("--sweep", default="1,4,16,64,256", help="concurrency levels [%(default)s]")
-    p.add_argument("--repeats", type=int, default=3, help="repeats of everything; medians reported [3]")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per level [10]")
-    p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per level [2]")
+    p.add_argument("--quick", action="store_true", help="smoke run: the defaults in brackets after 'quick:'")
+    p.add_argument("--profiles", help="corpus profiles [short,paragraph,mixed; quick: short]")
+    p.add_argument("--sweep", help="concurrency levels [1,4,16,64,256; quick: 1,16,64]")
+    p.add_argument("--repeats", type=int, help="repeats of everything; medians reported [3; quick: 1]")
+    p.add_argument("--duration", type=float, help="seconds per level [10; quick: 2]")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per level [2; quick: 0.5]")
     p.add_argument("--batched", type=int, default=32, help="max batch size of the batched server [32]")
     p.add_argument("--device", default="auto", help="passed to the servers and the offline run [auto]")
     p.add_argument("--dtype", default="auto", help="passed to the servers and the offline run [auto]")
@@ -567,9 +583,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--work", default=str(ROOT / "bench-out"), help="raw JSON and logs go under here [bench-out/]"
     )
     args = p.parse_args(argv)
-    if args.quick:
-        args.profiles, args.sweep, args.repeats = "short", "1,16,64", 1
-        args.duration, args.warmup = 2.0, 0.5
+    defaults = _QUICK if args.quick else _FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return args
 
 

@@ -222,7 +222,10 @@ class _Progress:
 
 async def _open_clients(stack: AsyncExitStack, target: Target, count: int) -> list[httpx.AsyncClient]:
     """`count` clients of one connection each (see the module docstring for why)."""
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    # A connection idle for longer than 1 s is re-opened rather than reused: httpx's default (5 s)
+    # equals uvicorn's keep-alive timeout, and reusing a connection the server is closing at that
+    # moment fails with a ReadError (seen at c=256 after the warm-up, while slow requests drain).
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=1.0)
     tls = ssl.create_default_context()  # built once: httpx would build one per client
     return [
         await stack.enter_async_context(
