@@ -479,7 +479,7 @@ def render_section(
         else "not pinned"
     )
     lines += [
-        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory']} RAM{gpu}",
         f"- Software: Python {machine['python']}, torch {machine['torch']}, transformers "
         f"{machine['transformers']}, commit {machine['commit']} (uncommitted changes: {machine['dirty']})",

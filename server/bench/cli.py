@@ -79,6 +79,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="upstream URL for /process (repeatable; required there)",
     )
     t.add_argument(
+        "--api-key", help="sent as `Authorization: Bearer KEY` [env CONVOY_BENCH_API_KEY; default: none]"
+    )
+    t.add_argument(
         "--timeout", type=_positive(float), default=60.0, help="per-request timeout, s [%(default)s]"
     )
 

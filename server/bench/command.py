@@ -83,19 +83,21 @@ def _target(args: argparse.Namespace, texts: list[str], meta: dict[str, Any]) ->
     spec = ROUTES[args.route]
     if args.route == "/process" and not args.api_url:
         raise BenchError("/process needs at least one --api-url (an upstream the server may call)")
-    server = _run_async(_preflight(args.url, args.timeout))
+    api_key = args.api_key or os.environ.get("CONVOY_BENCH_API_KEY")
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    server = _run_async(_preflight(args.url, args.timeout, headers))
     meta["server"] = server
     model_name = args.model_name
     if args.route == "/v1/embeddings" and not model_name:
         models = server.get("models") or [{}]
         model_name = models[0].get("name", "all-MiniLM-L6-v2")
     opts = BuildOptions(chunk_size=args.chunk_size, model_name=model_name, api_urls=tuple(args.api_url))
-    return Target(args.url, spec, build_payloads(spec, texts, opts), timeout_s=args.timeout)
+    return Target(args.url, spec, build_payloads(spec, texts, opts), timeout_s=args.timeout, headers=headers)
 
 
-async def _preflight(url: str, timeout_s: float) -> dict[str, Any]:
+async def _preflight(url: str, timeout_s: float, headers: dict[str, str]) -> dict[str, Any]:
     """Fail in a second with a clear line when the server is not there or not ready."""
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, trust_env=False) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, headers=headers, trust_env=False) as client:
         try:
             ready = await client.get("/ready")
         except httpx.HTTPError as exc:
@@ -179,7 +181,7 @@ def _meta(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     return {
         "tool": "convoy bench",
         "version": __version__,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,
         "url": None if args.offline else args.url,
         "route": None if args.offline else args.route,

@@ -21,9 +21,9 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
@@ -59,6 +59,7 @@ class Target:
     route: RouteSpec
     payloads: Sequence[Payload]
     timeout_s: float = 60.0
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. Authorization
 
 
 Send = Callable[[httpx.AsyncClient, int], Awaitable[Outcome]]
@@ -232,6 +233,7 @@ async def _open_clients(stack: AsyncExitStack, target: Target, count: int) -> li
             httpx.AsyncClient(
                 base_url=target.url,
                 limits=one,
+                headers=target.headers,
                 timeout=httpx.Timeout(target.timeout_s),
                 verify=tls,
                 trust_env=False,  # a proxy from the environment must not sit between bench and server

@@ -68,6 +68,7 @@ def faulty_app() -> FastAPI:
     async def embeddings(request: Request) -> Response:
         body = orjson.loads(await request.body())
         assert body["model"] == "faulty"
+        assert request.headers["authorization"] == "Bearer sesame"  # --api-key reaches every request
         n = len(body["input"]) if isinstance(body["input"], list) else 1
         kind = EMBED_CYCLE[next(counters["embed"]) % len(EMBED_CYCLE)]
         rows = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2]} for i in range(n)]
@@ -136,6 +137,7 @@ def test_embeddings_route_checks_rows_and_indexes(faulty_server: LiveServer, tmp
         tmp_path,
         *("--url", faulty_server.url, "--route", "/v1/embeddings", "--profile", "long"),
         *("--chunk-size", "500", "--corpus-size", "20", "--concurrency", "3", "--requests", "15"),
+        *("--api-key", "sesame"),
     )
     (level,) = doc["levels"]
     assert level.errors == {"bad_shape": 6, "http_500": 3}
