@@ -19,6 +19,9 @@ serve: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
+bench: venv
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/compare.py $(ARGS)
+
 lint: venv lint-docker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -10,6 +10,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import ValidationError
 
+from server.bench import cli as bench_cli
 from server.config import Settings
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a model over HTTP")
     _add_settings_flags(serve)
+    bench_cli.add_parser(sub)
     return parser
 
 
@@ -110,6 +112,8 @@ def _log_json_lines(name: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        sys.exit(bench_cli.main(args))
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
