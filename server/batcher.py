@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import AsyncModel, BatchOutput, Model
+from server.batch_selection import select_batch
 from server.errors import (
     ConvoyError,
     InferenceFailed,
@@ -85,6 +86,7 @@ class DynamicBatcher:
         *,
         max_batch_size: int,
         max_wait_ms: float,
+        max_batch_tokens: int | None = None,
         max_queue: int,
         metrics: Metrics | None = None,
     ) -> None:
@@ -93,6 +95,12 @@ class DynamicBatcher:
         self._async_model: AsyncModel | None = model if isinstance(model, AsyncModel) else None
         self._sync_model: Model | None = None if self._async_model else model  # type: ignore[assignment]
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = float(max_batch_tokens) if max_batch_tokens else float("inf")
+        # Batches are picked from this many of the oldest waiting items (see select_batch).
+        self._window = 4 * max_batch_size
+        # Tokens are estimated from characters until batches tell the real ratio.
+        self._chars_per_token = 4.0
+        self._special_tokens = model.info.special_tokens
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self._metrics = metrics
@@ -263,18 +271,27 @@ class DynamicBatcher:
                 return
 
     def _take(self) -> list[_Item]:
-        items: list[_Item] = []
+        window: list[_Item] = []
         skipped = 0
-        while self._queue and len(items) < self.max_batch_size:
+        while self._queue and len(window) < self._window:
             item = self._queue.popleft()
             if item.future.done():  # cancelled: client gone or deadline passed
                 skipped += 1
             else:
-                items.append(item)
+                window.append(item)
         if skipped and self._metrics:
             self._metrics.cancelled.labels(self._label).inc(skipped)
+        # The oldest item plus those nearest it in length: similar lengths waste little padding.
+        chosen = select_batch(
+            [len(it.text) / self._chars_per_token + self._special_tokens for it in window],
+            self.max_batch_size,
+            self.max_batch_tokens,
+        )
+        items = [window[i] for i in chosen]
+        if len(items) < len(window):
+            picked = set(chosen)
+            self._queue.extendleft(reversed([it for i, it in enumerate(window) if i not in picked]))
         self._set_depth()
-        # Similar lengths side by side waste less compute on padding.
         items.sort(key=lambda it: len(it.text))
         return items
 
@@ -326,6 +343,10 @@ class DynamicBatcher:
             return
         elapsed = time.perf_counter() - started
         self.processed += len(items)
+        text_tokens = int(output.tokens.sum()) - self._special_tokens * len(items)
+        if text_tokens > 0:
+            ratio = sum(len(t) for t in texts) / text_tokens
+            self._chars_per_token += _RATE_ALPHA * (ratio - self._chars_per_token)
         if elapsed > 0:
             self._batch_s = elapsed
             rate = len(items) / elapsed

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
 
     # --- batching ---
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks per forward pass.")
+    max_batch_tokens: int = Field(
+        default=16384,
+        ge=1,
+        le=1 << 24,
+        description="Padded tokens per forward pass (batch size x longest input); cuts padding waste.",
+    )
     max_wait_ms: float = Field(
         default=5.0,
         ge=0,
@@ -70,6 +76,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0 = any free port).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server and uvicorn."
+    )
+    keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        le=3600,
+        description="Idle keep-alive connections are closed after this; longer than clients' pools so "
+        "a client never reuses a connection the server is closing.",
     )
     access_log: bool = Field(default=True, description="Log one line per request.")
 

@@ -25,6 +25,7 @@ class LocalBackend:
         batcher = DynamicBatcher(
             model,
             max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
             max_queue=settings.max_queue,
             metrics=metrics,

@@ -36,6 +36,7 @@ class ModelEntry(BaseModel):
     dtype: DType | None = None
     torch_threads: int | None = None
     max_batch_size: int | None = None
+    max_batch_tokens: int | None = None
     max_wait_ms: float | None = None
     max_queue: int | None = None
 

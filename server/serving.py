@@ -54,6 +54,7 @@ def run(app: FastAPI, settings: Settings) -> None:
         log_level="debug" if settings.debug else settings.log_level,
         # JSON access lines come from Convoy's middleware; uvicorn's text lines would double them.
         access_log=settings.access_log and settings.log_format == "text",
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
     DrainingServer(config, app, settings.drain_timeout_s).run()

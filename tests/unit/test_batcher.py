@@ -240,3 +240,29 @@ async def test_items_in_a_batch_are_sorted_by_length(gate: threading.Event) -> N
 
 
 def _unused(_: Callable[[Sequence[str]], bool]) -> None: ...
+
+
+async def test_mixed_lengths_are_grouped_to_cut_padding(gate: threading.Event) -> None:
+    model = FakeModel(gate=gate)
+    batcher = await started(model, max_batch_size=4)
+    first = batcher.submit(["busy"])
+    await wait_until_forward_started(model)
+    short, long = "s", "l" * 400
+    rest = batcher.submit([short, long] * 4)  # arrival order alternates short and long
+    gate.set()
+    await asyncio.gather(*first, *rest)
+    assert model.batches[1:] == [[short] * 4, [long] * 4]
+    await batcher.stop()
+
+
+async def test_token_budget_caps_padded_batch_cost(gate: threading.Event) -> None:
+    model = FakeModel(gate=gate)
+    batcher = DynamicBatcher(model, max_batch_size=32, max_wait_ms=0, max_queue=100, max_batch_tokens=300)
+    await batcher.start()
+    first = batcher.submit(["busy"])
+    await wait_until_forward_started(model)
+    rest = batcher.submit(["x" * 400] * 6)  # ~100 tokens each at the initial 4 characters a token
+    gate.set()
+    await asyncio.gather(*first, *rest)
+    assert [len(b) for b in model.batches[1:]] == [3, 3]
+    await batcher.stop()
