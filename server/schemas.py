@@ -102,6 +102,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 # --- OpenAPI declarations checked by the schemathesis fuzz (tests/integration/test_fuzz.py) ---
+# Routes behind RequireAuth that do not declare ERROR_RESPONSES (GET /models, /v1/models, /info...).
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: ERROR_RESPONSES[401]}
 MODEL_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "The named model is not served here"}
 }
