@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: venv serve test lint lint-docker constraints-gpu bench clean
+.PHONY: venv serve test lint lint-docker constraints-gpu bench clean soak
 
 $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 	python3 -m venv $(VENV)
@@ -37,3 +37,8 @@ constraints-gpu: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# Steady load for DURATION seconds; fails if RSS, fds or threads grow without bound.
+DURATION ?= 300
+soak: venv
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/soak.py --duration $(DURATION) $(ARGS)

@@ -24,6 +24,7 @@ from server.remote_backends import build_remote_backend
 from server.responses import FastJSONResponse
 from server.routes import health, openai, predict, process, stream, tei, ws
 from server.runtime import Runtime
+from server.schemas import UNAUTHORIZED
 from server.security import Authenticator, RequireAuth, install_cors, log_auth_mode
 
 log = logging.getLogger("convoy")
@@ -120,7 +121,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     )
     app.include_router(health.router)
     for router in (predict.router, process.router, stream.router, ws.router, openai.router, tei.router):
-        app.include_router(router, dependencies=[RequireAuth])
+        app.include_router(router, dependencies=[RequireAuth], responses=UNAUTHORIZED)
     return app
 
 

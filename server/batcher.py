@@ -20,6 +20,7 @@ from models.base import AsyncModel, BatchOutput, Model
 from server.batch_selection import select_batch
 from server.errors import (
     ConvoyError,
+    DeadlineExceeded,
     InferenceFailed,
     InvalidInput,
     ModelUnavailable,
@@ -37,6 +38,15 @@ _RATE_ALPHA = 0.1
 # Admit a request only if the queue ahead should clear within this share of its deadline: the
 # estimate is an average, and a request admitted right at the edge misses half the time.
 _DEADLINE_HEADROOM = 0.8
+# Admission estimates work in characters, not chunks: a 500-character chunk costs far more than
+# a 5-character one, and a per-chunk rate learnt on long chunks would refuse a request of
+# thousands of tiny ones that an idle model answers in seconds. Each item also pays a fixed
+# share (special tokens, padding, per-row post-processing), counted as this many characters.
+_ITEM_OVERHEAD_CHARS = 64
+
+
+def _cost(text: str) -> int:
+    return len(text) + _ITEM_OVERHEAD_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class _Item:
     text: str
     future: asyncio.Future[ItemResult]
     enqueued: float
+    cost: int
 
 
 @dataclass(slots=True)
@@ -117,7 +128,8 @@ class DynamicBatcher:
         # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
         # that gathered nothing (a lone client), set again by evidence of concurrent clients.
         self._wait_pays = True
-        self._rate = 0.0  # chunks per second of compute, a running estimate
+        self._rate = 0.0  # cost units (see _cost) per second of compute, a running estimate
+        self._queued_cost = 0  # sum of _cost over the queue
         self._batch_s = 0.0  # duration of the last forward pass
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
@@ -166,7 +178,8 @@ class DynamicBatcher:
         """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
 
         With `deadline_s`, a request that the queue ahead of it would make miss its deadline is
-        refused now (503) rather than accepted and timed out later (504).
+        refused now (503) rather than accepted and timed out later (504); one that could not
+        meet it even on an idle model gets 504 at once.
         """
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
@@ -182,9 +195,21 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
+        costs = [_cost(t) for t in texts]
         if deadline_s is not None and self._rate > 0:
-            # The queue ahead, plus the batch computing and the one tokenised beside it.
-            expected_s = (len(self._queue) + len(texts)) / self._rate + 2 * self._batch_s
+            # A deadline shorter than the request's own compute cannot be met even by an idle
+            # server: a 503 with Retry-After would invite retries that can never succeed.
+            alone_s = sum(costs) / self._rate
+            if alone_s > deadline_s:
+                if self._metrics:
+                    self._metrics.rejected.labels("deadline").inc()
+                raise DeadlineExceeded(
+                    f"this request needs ~{alone_s:.3g} s of compute, more than its {deadline_s:g} s deadline"
+                )
+            # The queue ahead, plus (if the model is busy) the batch computing and the one
+            # tokenised beside it; an idle model owes nothing to earlier batches.
+            in_flight_s = 2 * self._batch_s if self._busy else 0.0
+            expected_s = (self._queued_cost + sum(costs)) / self._rate + in_flight_s
             if expected_s > deadline_s * _DEADLINE_HEADROOM:
                 if self._metrics:
                     self._metrics.rejected.labels("deadline").inc()
@@ -209,10 +234,11 @@ class DynamicBatcher:
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
-        for text in texts:
+        for text, cost in zip(texts, costs, strict=True):
             fut: asyncio.Future[ItemResult] = loop.create_future()
-            self._queue.append(_Item(text, fut, now))
+            self._queue.append(_Item(text, fut, now, cost))
             futures.append(fut)
+        self._queued_cost += sum(costs)
         self._set_depth()
         self._wake.set()
         return futures
@@ -275,6 +301,7 @@ class DynamicBatcher:
         skipped = 0
         while self._queue and len(window) < self._window:
             item = self._queue.popleft()
+            self._queued_cost -= item.cost
             if item.future.done():  # cancelled: client gone or deadline passed
                 skipped += 1
             else:
@@ -290,7 +317,9 @@ class DynamicBatcher:
         items = [window[i] for i in chosen]
         if len(items) < len(window):
             picked = set(chosen)
-            self._queue.extendleft(reversed([it for i, it in enumerate(window) if i not in picked]))
+            left = [it for i, it in enumerate(window) if i not in picked]
+            self._queue.extendleft(reversed(left))
+            self._queued_cost += sum(it.cost for it in left)
         self._set_depth()
         items.sort(key=lambda it: len(it.text))
         return items
@@ -349,7 +378,7 @@ class DynamicBatcher:
             self._chars_per_token += _RATE_ALPHA * (ratio - self._chars_per_token)
         if elapsed > 0:
             self._batch_s = elapsed
-            rate = len(items) / elapsed
+            rate = sum(it.cost for it in items) / elapsed
             self._rate = rate if self._rate == 0 else _RATE_ALPHA * rate + (1 - _RATE_ALPHA) * self._rate
         if self._metrics:
             self._metrics.batch_size.labels(self._label).observe(len(items))
@@ -412,6 +441,7 @@ class DynamicBatcher:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(exc)
+        self._queued_cost = 0
         self._set_depth()
 
     def _set_depth(self) -> None:

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from starlette.requests import Request
 
 from models.base import ModelInfo, TokenIdError
 from server.backend import Backend, TokenDecoder, gather_results
 from server.batcher import ItemResult
+from server.cancellation import request_timeout_s, run_cancellable
 from server.config import Settings
 from server.errors import InputTooLong, InvalidInput
 from server.limits import check_chars, check_chunks, check_inputs
@@ -41,6 +43,7 @@ async def run_inputs(
     backend: Backend,
     raw: RawInput,
     settings: Settings,
+    request: Request,
     *,
     truncate: bool,
     param: str,
@@ -50,7 +53,10 @@ async def run_inputs(
 
     `truncate=False` refuses an input over the model's token limit with 400 naming its index
     (`param[i]`) and ending with `overflow_hint`; `truncate=True` lets the model cut it.
+    As on /predict, the request's deadline (X-Request-Timeout) and its client's disconnect
+    cancel its queued inputs.
     """
+    timeout_s = request_timeout_s(request, settings.request_timeout_s, settings.max_request_timeout_s)
     texts, ids = _split_kinds(raw, param)
     count = len(texts if texts is not None else ids or [])
     if count == 0:
@@ -68,7 +74,8 @@ async def run_inputs(
     check_chars(settings, sum(len(t) for t in texts), param=param)
     if not truncate and ids is None:
         await _check_token_limit(backend, texts, limit, param=param, hint=overflow_hint)
-    return await gather_results(backend.submit(texts))
+    futures = backend.submit(texts, deadline_s=timeout_s)
+    return await run_cancellable(request, gather_results(futures), timeout_s)
 
 
 def _split_kinds(raw: RawInput, param: str) -> tuple[list[str] | None, list[list[int]] | None]:

@@ -58,7 +58,9 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    # 400 here is FastAPI failing to parse a body (invalid UTF-8, nesting past the recursion limit).
+    codes = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return FastJSONResponse(
         error_body(str(exc.detail), type_=kind, code=code),

@@ -67,3 +67,60 @@ class WsRequest(PredictRequest):
     """One /ws message: a /predict body, plus an optional `id` echoed on every event it causes."""
 
     id: str | int | None = Field(default=None, description="Echoed on this message's events.")
+
+
+def _component(name: str) -> dict[str, Any]:
+    # Registered by /predict's response model (ChunkPrediction, Aggregate) and its errors.
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_string(schema: dict[str, Any]) -> dict[str, Any]:
+    """An SSE `data` field: a string holding JSON that matches `schema`."""
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
+
+
+_SPAN = {"index": {"type": "integer"}, "start": {"type": "integer"}, "end": {"type": "integer"}}
+
+# One Server-Sent Event of /stream (OpenAPI 3.1: the media type's schema describes each event).
+STREAM_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "oneOf": [
+        {
+            "properties": {
+                "event": {"const": "chunk"},
+                "data": _json_string(
+                    {
+                        "anyOf": [
+                            _component("ChunkPrediction"),
+                            {
+                                "type": "object",
+                                "required": ["index", "start", "end", "error"],
+                                "properties": {**_SPAN, "error": _component("ErrorDetail")},
+                            },
+                        ]
+                    }
+                ),
+            }
+        },
+        {
+            "properties": {
+                "event": {"const": "done"},
+                "data": _json_string(
+                    {
+                        "type": "object",
+                        "required": ["model", "task", "chunks", "successful", "failed", "aggregate"],
+                        "properties": {
+                            "model": {"type": "string"},
+                            "task": {"type": "string"},
+                            "chunks": {"type": "integer"},
+                            "successful": {"type": "integer"},
+                            "failed": {"type": "integer"},
+                            "aggregate": {"anyOf": [_component("Aggregate"), {"type": "null"}]},
+                        },
+                    }
+                ),
+            }
+        },
+    ],
+}

@@ -100,3 +100,40 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (504, "Deadline exceeded"),
     )
 }
+
+# --- OpenAPI declarations checked by the schemathesis fuzz (tests/integration/test_fuzz.py) ---
+# Routes behind RequireAuth that do not declare ERROR_RESPONSES (GET /models, /v1/models, /info...).
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: ERROR_RESPONSES[401]}
+MODEL_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "The named model is not served here"}
+}
+
+
+def json_errors(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """`responses` documented as JSON even on a route whose own media type is not (/stream's SSE).
+
+    FastAPI files a `model` under the route's response class media type; errors are always
+    JSON, so they point at the ErrorResponse component (registered by the JSON routes) directly.
+    """
+    return {
+        status: {
+            "description": spec["description"],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
+        for status, spec in responses.items()
+    }
+
+
+# X-Request-Timeout is read by server/cancellation.py, not by a handler argument; this documents it.
+TIMEOUT_HEADER_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "X-Request-Timeout",
+            "in": "header",
+            "required": False,
+            "description": "Deadline of this request in seconds (default CONVOY_REQUEST_TIMEOUT_S, "
+            "at most CONVOY_MAX_REQUEST_TIMEOUT_S); past it the answer is 504.",
+            "schema": {"type": "number", "exclusiveMinimum": 0},
+        }
+    ]
+}

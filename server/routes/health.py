@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from server.deps import RuntimeDep
 from server.errors import ModelUnavailable, NotReady
-from server.schemas import ModelCard, ModelsResponse, StatusResponse
+from server.schemas import UNAUTHORIZED, ErrorResponse, ModelCard, ModelsResponse, StatusResponse
 from server.security import RequireAuth, authenticate_metrics
 
 router = APIRouter(tags=["operations"])
@@ -31,7 +31,9 @@ async def health(runtime: RuntimeDep) -> StatusResponse:
 @router.get(
     "/ready",
     response_model=StatusResponse,
-    responses={503: {"description": "Loading, draining, or the model can no longer serve"}},
+    responses={
+        503: {"model": ErrorResponse, "description": "Loading, draining, or the model can no longer serve"}
+    },
     summary="Readiness: 200 once the model is warm, 503 while draining",
 )
 async def ready(runtime: RuntimeDep) -> StatusResponse:
@@ -45,6 +47,7 @@ async def ready(runtime: RuntimeDep) -> StatusResponse:
     "/models",
     response_model=ModelsResponse,
     dependencies=[RequireAuth],
+    responses=UNAUTHORIZED,
     summary="The models this server serves",
 )
 async def list_models(runtime: RuntimeDep) -> ModelsResponse:
@@ -70,6 +73,7 @@ async def list_models(runtime: RuntimeDep) -> ModelsResponse:
     summary="Prometheus metrics (open unless metrics_require_auth)",
     response_class=Response,
     dependencies=[Depends(authenticate_metrics)],
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **UNAUTHORIZED},
 )
 async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,7 @@ from server.compat_schemas import EmbeddingsRequest, EmbeddingsResponse, ModelLi
 from server.deps import RuntimeDep
 from server.embeddings import check_dimensions, embedding_rows, require_task, run_inputs, to_base64
 from server.responses import inference_response
-from server.schemas import ERROR_RESPONSES, ErrorResponse
+from server.schemas import ERROR_RESPONSES, MODEL_NOT_FOUND, TIMEOUT_HEADER_DOC, ErrorResponse
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -19,8 +19,9 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 @router.post(
     "/embeddings",
     response_model=EmbeddingsResponse,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
     summary="OpenAI-compatible embeddings",
+    openapi_extra=TIMEOUT_HEADER_DOC,
 )
 async def create_embeddings(body: EmbeddingsRequest, runtime: RuntimeDep, request: Request) -> Response:
     started = time.perf_counter()
@@ -33,6 +34,7 @@ async def create_embeddings(body: EmbeddingsRequest, runtime: RuntimeDep, reques
         backend,
         body.input,
         runtime.settings,
+        request,
         truncate=truncate,
         param="input",
         overflow_hint="shorten it (this server refuses over-long inputs: embeddings_overflow=reject)",

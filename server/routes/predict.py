@@ -13,7 +13,13 @@ from server.deps import RuntimeDep
 from server.limits import check_chars, check_chunks
 from server.predictions import aggregate, chunk_predictions
 from server.responses import inference_response
-from server.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
+from server.schemas import (
+    ERROR_RESPONSES,
+    MODEL_NOT_FOUND,
+    TIMEOUT_HEADER_DOC,
+    PredictRequest,
+    PredictResponse,
+)
 
 router = APIRouter(tags=["inference"])
 
@@ -21,8 +27,9 @@ router = APIRouter(tags=["inference"])
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
     summary="Embed or classify a document, chunk by chunk",
+    openapi_extra=TIMEOUT_HEADER_DOC,
 )
 async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -> Response:
     started = time.perf_counter()

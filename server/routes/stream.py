@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from server.backend import chunk_text
 from server.deps import RuntimeDep
-from server.schemas import ERROR_RESPONSES, PredictRequest
+from server.remote_schemas import STREAM_EVENT_SCHEMA
+from server.schemas import ERROR_RESPONSES, MODEL_NOT_FOUND, PredictRequest, json_errors
 from server.streaming import ChunkProgress, EventStreamResponse, sse_frames
 
 router = APIRouter(tags=["inference"])
@@ -17,9 +18,9 @@ router = APIRouter(tags=["inference"])
     "/stream",
     response_class=EventStreamResponse,
     responses={
-        **ERROR_RESPONSES,
+        **json_errors({**ERROR_RESPONSES, **MODEL_NOT_FOUND}),
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {"text/event-stream": {"schema": STREAM_EVENT_SCHEMA}},
             "description": "`event: chunk` per chunk as it completes, then `event: done` with the totals",
         },
     },

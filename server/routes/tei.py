@@ -23,7 +23,7 @@ from server.config import Settings
 from server.deps import RuntimeDep
 from server.embeddings import check_dimensions, embedding_rows, require_task, run_inputs
 from server.responses import inference_response
-from server.schemas import ERROR_RESPONSES
+from server.schemas import ERROR_RESPONSES, TIMEOUT_HEADER_DOC
 
 router = APIRouter(tags=["text-embeddings-inference"])
 
@@ -35,6 +35,7 @@ _HINT = 'shorten it, or send "truncate": true'
     response_model=list[list[float]],
     responses=ERROR_RESPONSES,
     summary="TEI-compatible embeddings: one vector per input",
+    openapi_extra=TIMEOUT_HEADER_DOC,
 )
 async def embed(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Response:
     started = time.perf_counter()
@@ -47,6 +48,7 @@ async def embed(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
     "/",
     response_model=list[list[float]] | list[TEIClassification] | list[list[TEIClassification]],
     responses=ERROR_RESPONSES,
+    openapi_extra=TIMEOUT_HEADER_DOC,
     summary="TEI-compatible inference by model type (where huggingface_hub's InferenceClient posts)",
 )
 async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Response:
@@ -56,7 +58,13 @@ async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
         return await _embed(body, backend, runtime.settings, request, started)
     info = backend.info
     results = await run_inputs(
-        backend, body.inputs, runtime.settings, truncate=body.truncate, param="inputs", overflow_hint=_HINT
+        backend,
+        body.inputs,
+        runtime.settings,
+        request,
+        truncate=body.truncate,
+        param="inputs",
+        overflow_hint=_HINT,
     )
     scores = [_classification(info, r) for r in results]
     # TEI answers one input with one list of scores, and a batch with a list of them.
@@ -69,7 +77,13 @@ async def _embed(
 ) -> Response:
     check_dimensions(backend.info, body.dimensions)
     results = await run_inputs(
-        backend, body.inputs, settings, truncate=body.truncate, param="inputs", overflow_hint=_HINT
+        backend,
+        body.inputs,
+        settings,
+        request,
+        truncate=body.truncate,
+        param="inputs",
+        overflow_hint=_HINT,
     )
     rows = embedding_rows(results, dimensions=body.dimensions, normalize=body.normalize)
     return inference_response(request, rows, results, started, model=backend.info.name)

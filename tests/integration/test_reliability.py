@@ -12,37 +12,25 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.app import create_app
+from tests.support.fake_apps import gated_fake_server
 from tests.support.fake_model import FakeModel
-from tests.support.live_server import LiveServer, live_server
+from tests.support.live_server import LiveServer
+from tests.support.metrics import wait_for
 from tests.support.server_process import convoy_serve_command, server_process
-from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def gated() -> Iterator[tuple[FakeModel, LiveServer]]:
-    gate = threading.Event()
-    model = FakeModel(gate=gate)
-    with live_server(create_app(make_settings(max_batch_size=4), model_factory=lambda _: model)) as server:
-        try:
-            yield model, server
-        finally:
-            gate.set()
+    with gated_fake_server(max_batch_size=4) as pair:
+        yield pair
 
 
 def metric(server: LiveServer, pattern: str) -> float:
     text = httpx.get(f"{server.url}/metrics").text
     found = re.search(pattern + r" (\S+)", text)
     return float(found.group(1)) if found else 0.0
-
-
-def wait_for(predicate: object, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.02)
 
 
 def test_deadline_passes_504_and_its_chunks_never_run(gated: tuple[FakeModel, LiveServer]) -> None:

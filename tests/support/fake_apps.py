@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from server.app import create_app
 from tests.support.fake_model import FakeModel
+from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings
 
 
@@ -18,3 +23,15 @@ def slow_fake_app() -> FastAPI:
     model = FakeModel(seconds_per_batch=seconds)
     settings = make_settings(max_batch_size=batch, max_wait_ms=2, access_log=False)
     return create_app(settings, model_factory=lambda _: model)
+
+
+@contextmanager
+def gated_fake_server(**settings: Any) -> Iterator[tuple[FakeModel, LiveServer]]:
+    """A live server over a FakeModel whose forward waits on `model.gate` (closed at first)."""
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    with live_server(create_app(make_settings(**settings), model_factory=lambda _: model)) as server:
+        try:
+            yield model, server
+        finally:
+            gate.set()  # never leave the model thread blocked

@@ -35,3 +35,11 @@ async def expect_increase(base_url: str, sample: str, before: float, by: int, **
         lambda: metric_value(base_url, sample, **labels) - before >= by, f"{sample} to grow by {by}"
     )
     assert metric_value(base_url, sample, **labels) - before == by
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20) -> None:
+    """Poll `predicate` from a plain (non-async) test until it holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.02)
