@@ -161,7 +161,7 @@ class Server:
     def start(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
-    def wait_ready(self, timeout_s: float = 600.0) -> None:
+    def wait_ready(self, timeout_s: float = 600.0, path: str = "/ready") -> None:
         import httpx
 
         assert self.proc is not None
@@ -170,7 +170,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} server exited; see {self.log}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/ready", timeout=2, trust_env=False).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=2, trust_env=False).status_code == 200:
                     return
             time.sleep(0.2)  # polling another process's start-up; nothing to wait on instead
         raise SystemExit(f"{self.name} server not ready after {timeout_s:.0f} s; see {self.log}")

@@ -21,7 +21,6 @@ import datetime as dt
 import os
 import statistics
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import httpx  # noqa: E402
 from compare import Plan, RssSampler, Server, free_port, pinned, run_offline, write_section  # noqa: E402
 
 from models.loader import default_model_path  # noqa: E402
@@ -37,24 +35,11 @@ from server.bench.report import read_json  # noqa: E402
 from server.bench.stats import LevelSummary  # noqa: E402
 
 
-def wait_healthy(server: Server, path: str, timeout_s: float = 600) -> None:
-    assert server.proc is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise SystemExit(f"{server.name} exited; see {server.log}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}{path}", timeout=2, trust_env=False).status_code == 200:
-                return
-        time.sleep(0.2)  # polling another process's start-up; nothing to wait on instead
-    raise SystemExit(f"{server.name} not ready; see {server.log}")
-
-
 @contextlib.contextmanager
 def started(server: Server, env: dict[str, str], health: str) -> Iterator[Server]:
     server.start(env)
     try:
-        wait_healthy(server, health)
+        server.wait_ready(path=health)
         yield server
     finally:
         server.stop()

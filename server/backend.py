@@ -10,7 +10,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from models.base import ModelInfo
 from server.batcher import ItemResult
 from server.chunking import Chunk, split_text
+from server.config import Settings
 from server.errors import InvalidInput
+from server.limits import check_chars, check_chunks
 
 T = TypeVar("T")
 
@@ -73,8 +75,10 @@ async def gather_results(futures: Sequence[asyncio.Future[T]]) -> list[T]:
         raise
 
 
-async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk]:
-    """Split off the event loop when the tokenizer may be consulted (long texts)."""
+async def chunk_text(backend: Backend, text: str, chunk_size: int, settings: Settings) -> list[Chunk]:
+    """Split `text`, within the request limits; off the event loop when the tokenizer may be
+    consulted (long texts)."""
+    check_chars(settings, len(text), param="text")
     max_tokens = backend.info.max_text_tokens
     if len(text) <= max_tokens or chunk_size <= max_tokens:
         chunks = split_text(text, chunk_size)
@@ -84,4 +88,5 @@ async def chunk_text(backend: Backend, text: str, chunk_size: int) -> list[Chunk
         )
     if not chunks:
         raise InvalidInput("text has no content to predict on", param="text")
+    check_chunks(settings, len(chunks), param="chunk_size")
     return chunks

@@ -70,7 +70,7 @@ class WsSession:
         try:
             await self._send("accepted", msg_id)
             backend = self._runtime.backend(request.model)
-            chunks = await chunk_text(backend, request.text, request.chunk_size)
+            chunks = await chunk_text(backend, request.text, request.chunk_size, self._runtime.settings)
             await self._send("chunked", msg_id, {"chunks": len(chunks)})
             progress = ChunkProgress(backend.info, chunks, backend.submit([c.text for c in chunks]))
             async for name, data in progress.events():

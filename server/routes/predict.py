@@ -10,7 +10,6 @@ from starlette.responses import Response
 from server.backend import chunk_text, gather_results
 from server.cancellation import request_timeout_s, run_cancellable
 from server.deps import RuntimeDep
-from server.limits import check_chars, check_chunks
 from server.predictions import aggregate, chunk_predictions
 from server.responses import inference_response
 from server.schemas import (
@@ -36,9 +35,7 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
     settings = runtime.settings
     timeout_s = request_timeout_s(request, settings.request_timeout_s, settings.max_request_timeout_s)
     backend = runtime.backend(body.model)
-    check_chars(runtime.settings, len(body.text), param="text")
-    chunks = await chunk_text(backend, body.text, body.chunk_size)
-    check_chunks(runtime.settings, len(chunks), param="chunk_size")
+    chunks = await chunk_text(backend, body.text, body.chunk_size, settings)
     futures = backend.submit([c.text for c in chunks], deadline_s=timeout_s)
     results = await run_cancellable(request, gather_results(futures), timeout_s)
     info = backend.info

@@ -28,7 +28,7 @@ router = APIRouter(tags=["inference"])
 )
 async def stream(body: PredictRequest, runtime: RuntimeDep) -> Response:
     backend = runtime.backend(body.model)
-    chunks = await chunk_text(backend, body.text, body.chunk_size)
+    chunks = await chunk_text(backend, body.text, body.chunk_size, runtime.settings)
     # Submitted before the response starts, so a full queue is still a plain 503.
     progress = ChunkProgress(backend.info, chunks, backend.submit([c.text for c in chunks]))
     return EventStreamResponse(sse_frames(progress), on_close=progress.cancel)

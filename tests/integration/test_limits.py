@@ -112,6 +112,12 @@ def test_chunks_per_request(http: httpx.Client) -> None:
     r = http.post("/predict", json={"text": "one. two. three. four. five.", "chunk_size": 5})
     assert_413(r, "limit_exceeded", "chunk_size")
     assert http.post("/predict", json={"text": "one. two. three.", "chunk_size": 5}).status_code == 200
+    # The same limits hold on every route that chunks a document.
+    r = http.post("/stream", json={"text": "one. two. three. four. five.", "chunk_size": 5})
+    assert_413(r, "limit_exceeded", "chunk_size")
+    assert_413(http.post("/stream", json={"text": "word " * 500}), "limit_exceeded", "text")
+    body = {"text": "one. two. three. four. five.", "chunk_size": 5, "api_urls": ["http://127.0.0.1:9/"]}
+    assert_413(http.post("/process", json=body), "limit_exceeded", "chunk_size")
 
 
 def test_inputs_per_embeddings_request(http: httpx.Client) -> None:
