@@ -41,11 +41,12 @@ class Settings(BaseSettings):
 
     # --- batching ---
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks per forward pass.")
-    max_batch_tokens: int = Field(
-        default=16384,
+    max_batch_tokens: int | None = Field(
+        default=None,
         ge=1,
         le=1 << 24,
-        description="Padded tokens per forward pass (batch size x longest input); cuts padding waste.",
+        description="Padded tokens per forward pass (batch size x longest input); default 2048 on CPU, "
+        "where every padded token costs compute, 16384 on GPU.",
     )
     max_wait_ms: float = Field(
         default=5.0,

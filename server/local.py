@@ -11,6 +11,16 @@ from server.config import Settings
 from server.errors import InvalidInput
 from server.metrics import Metrics
 
+# On a CPU compute grows with every padded token and big batches buy little, so a small budget
+# keeps batches of similar lengths (measured: mixed lengths at concurrency 64, 27 vs 16 chunks/s
+# with 2048 vs 16384); a GPU has spare parallelism for large batches.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
+
+
+def default_batch_tokens(device: str) -> int:
+    return CPU_BATCH_TOKENS if device == "cpu" else GPU_BATCH_TOKENS
+
 
 class LocalBackend:
     """Routes reach a local model only through this; it owns the model and its batcher."""
@@ -25,7 +35,7 @@ class LocalBackend:
         batcher = DynamicBatcher(
             model,
             max_batch_size=settings.max_batch_size,
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=settings.max_batch_tokens or default_batch_tokens(model.info.device),
             max_wait_ms=settings.max_wait_ms,
             max_queue=settings.max_queue,
             metrics=metrics,

@@ -178,7 +178,7 @@ def test_more_chunks_than_allowed_is_a_4xx_not_a_hang(fake: FakeServer) -> None:
     r = httpx.post(f"{fake.url}/predict", json={"text": text, "chunk_size": 1}, timeout=60)
     assert "6000 chunks" in assert_error(r, 413, "limit_exceeded")["message"]
     r = httpx.post(f"{fake.url}/stream", json={"text": text, "chunk_size": 1}, timeout=60)
-    assert "6000 chunks" in assert_error(r, 400, "invalid_input")["message"]  # the queue's own bound
+    assert "6000 chunks" in assert_error(r, 413, "limit_exceeded")["message"]  # same limit on /stream
     assert "a" not in fake.computed()  # refused whole: none of it was queued
 
 
