@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import numpy as np
 import pytest
 
-from server.batcher import DynamicBatcher
+from server.batcher import DynamicBatcher, ItemResult
 from server.errors import DeadlineExceeded, InferenceFailed, InvalidInput, Overloaded, ShuttingDown
 from server.metrics import Metrics
 from tests.support.fake_model import FakeModel, fake_vector
@@ -40,6 +40,13 @@ async def gate() -> AsyncIterator[threading.Event]:
 
 async def wait_until_forward_started(model: FakeModel) -> None:
     assert await asyncio.to_thread(model.forward_started.wait, 10)
+
+
+async def occupy(batcher: DynamicBatcher, model: FakeModel) -> list[asyncio.Future[ItemResult]]:
+    """Put the model to work on one item held at its gate, so what comes next queues up."""
+    first = batcher.submit(["busy"])
+    await wait_until_forward_started(model)
+    return first
 
 
 async def test_batches_never_exceed_max_and_fill_while_busy(gate: threading.Event) -> None:
@@ -112,8 +119,7 @@ async def test_wait_ends_by_max_wait_even_if_arrivals_keep_coming() -> None:
 async def test_cancelled_items_are_skipped_before_compute(gate: threading.Event) -> None:
     model = FakeModel(gate=gate)
     batcher = await started(model, max_batch_size=4)
-    first = batcher.submit(["busy"])
-    await wait_until_forward_started(model)
+    first = await occupy(batcher, model)
     doomed = batcher.submit(["drop me 1", "drop me 2"])
     kept = batcher.submit(["keep"])
     for f in doomed:
@@ -229,8 +235,7 @@ async def test_dead_loop_fails_pending_futures_and_reports_unhealthy(
 async def test_items_in_a_batch_are_sorted_by_length(gate: threading.Event) -> None:
     model = FakeModel(gate=gate)
     batcher = await started(model, max_batch_size=8)
-    first = batcher.submit(["busy"])
-    await wait_until_forward_started(model)
+    first = await occupy(batcher, model)
     texts = ["ccc ccc", "a", "bb bb bb bb", "dd"]
     rest = batcher.submit(texts)
     gate.set()
@@ -245,8 +250,7 @@ def _unused(_: Callable[[Sequence[str]], bool]) -> None: ...
 async def test_mixed_lengths_are_grouped_to_cut_padding(gate: threading.Event) -> None:
     model = FakeModel(gate=gate)
     batcher = await started(model, max_batch_size=4)
-    first = batcher.submit(["busy"])
-    await wait_until_forward_started(model)
+    first = await occupy(batcher, model)
     short, long = "s", "l" * 400
     rest = batcher.submit([short, long] * 4)  # arrival order alternates short and long
     gate.set()
@@ -259,8 +263,7 @@ async def test_token_budget_caps_padded_batch_cost(gate: threading.Event) -> Non
     model = FakeModel(gate=gate)
     batcher = DynamicBatcher(model, max_batch_size=32, max_wait_ms=0, max_queue=100, max_batch_tokens=300)
     await batcher.start()
-    first = batcher.submit(["busy"])
-    await wait_until_forward_started(model)
+    first = await occupy(batcher, model)
     rest = batcher.submit(["x" * 400] * 6)  # ~100 tokens each at the initial 4 characters a token
     gate.set()
     await asyncio.gather(*first, *rest)
