@@ -11,21 +11,21 @@ from fastapi import FastAPI
 
 from models.base import Model
 from server import __version__
-from server.backend import Backend
+from server.api.deps import RequireAuth
+from server.api.error_handlers import install_error_handlers
+from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware, install_cors
+from server.api.responses import FastJSONResponse
+from server.api.routes import health, openai, predict, process, stream, tei, ws
+from server.api.schemas import UNAUTHORIZED
+from server.batching.backend import Backend
+from server.batching.batched import BatchedBackend
 from server.config import Settings
-from server.error_handlers import install_error_handlers
-from server.limits import BodyLimitMiddleware
-from server.local import LocalBackend
 from server.metrics import Metrics
-from server.middleware import RequestContextMiddleware
 from server.multi_model import ModelsFileError, served_models
-from server.remote import RemoteBackend
-from server.remote_backends import build_remote_backend
-from server.responses import FastJSONResponse
-from server.routes import health, openai, predict, process, stream, tei, ws
+from server.remote.backends import build_remote_backend
+from server.remote.client import UpstreamClient
 from server.runtime import Runtime
-from server.schemas import UNAUTHORIZED
-from server.security import Authenticator, RequireAuth, install_cors, log_auth_mode
+from server.security import Authenticator, log_auth_mode
 
 log = logging.getLogger("convoy")
 
@@ -49,22 +49,37 @@ def load_configured_model(settings: Settings) -> Model:
     )
 
 
-async def build_local_backend(settings: Settings, metrics: Metrics, model_factory: ModelFactory) -> Backend:
-    model = await asyncio.to_thread(model_factory, settings)
-    return LocalBackend.batched(model, settings, metrics)
+async def start_local_backends(
+    models: list[Settings], metrics: Metrics, model_factory: ModelFactory
+) -> tuple[dict[str, Backend], dict[str, Settings]]:
+    """Load each model (one at a time, so peak memory is one load) behind its own batcher.
+
+    Returns the started backends and each one's Settings, by served name. If one fails to load,
+    those already started are stopped (their models released) before the error propagates.
+    """
+    backends: dict[str, Backend] = {}
+    model_settings: dict[str, Settings] = {}
+    try:
+        for settings in models:
+            model = await asyncio.to_thread(model_factory, settings)
+            backend = BatchedBackend.batched(model, settings, metrics)
+            name = backend.info.name
+            if name in backends:
+                await backend.stop()
+                raise ModelsFileError(f"two models are named {name!r}; name them (NAME=SOURCE or name = ...)")
+            await backend.start()
+            backends[name] = backend
+            model_settings[name] = settings
+    except BaseException:
+        await stop_backends(backends, timeout_s=None)  # nothing was served: nothing to drain
+        raise
+    return backends, model_settings
 
 
-async def start_local_backends(runtime: Runtime, models: list[Settings], model_factory: ModelFactory) -> None:
-    """Load each model (one at a time, so peak memory is one load) behind its own batcher."""
-    for model_settings in models:
-        backend = await build_local_backend(model_settings, runtime.metrics, model_factory)
-        name = backend.info.name
-        if name in runtime.backends:
-            await backend.stop()
-            raise ModelsFileError(f"two models are named {name!r}; name them (NAME=SOURCE or name = ...)")
-        await backend.start()
-        runtime.backends[name] = backend
-        runtime.model_settings[name] = model_settings
+async def stop_backends(backends: dict[str, Backend], timeout_s: float | None) -> None:
+    """Stop taking work, finish what was accepted (within `timeout_s` each), release the models."""
+    for backend in backends.values():
+        await backend.stop(timeout_s)
 
 
 def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
@@ -78,32 +93,37 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = served_models(settings)
-        runtime = Runtime(settings=settings, metrics=Metrics(max(m.max_batch_size for m in models)))
-        app.state.runtime = runtime
+        metrics = Metrics(max(m.max_batch_size for m in models))
         # One pooled HTTP client for every upstream call (/process, --backend remote).
-        runtime.remote = RemoteBackend.from_settings(settings, runtime.metrics)
-        runtime.auth = auth
+        upstreams = UpstreamClient.from_settings(settings, metrics)
         log_auth_mode(auth, settings)
         try:
             if settings.backend == "remote":
-                backend = build_remote_backend(settings, runtime.metrics, runtime.remote)
+                backend = build_remote_backend(settings, metrics, upstreams)
                 await backend.start()
-                runtime.backends[backend.info.name] = backend
+                backends: dict[str, Backend] = {backend.info.name: backend}
+                model_settings: dict[str, Settings] = {}
             else:
-                await start_local_backends(runtime, models, factory)
-            runtime.started = True
-            log.info("ready: serving %s", ", ".join(runtime.backends))
-            yield
-        finally:
-            # Stop taking work, finish what was accepted, then release the models (also those
-            # already loaded when a later one failed to load) and the HTTP client.
-            runtime.draining = True
+                backends, model_settings = await start_local_backends(models, metrics, factory)
+            runtime = Runtime(
+                settings=settings,
+                metrics=metrics,
+                auth=auth,
+                upstreams=upstreams,
+                backends=backends,
+                model_settings=model_settings,
+            )
+            app.state.runtime = runtime
+            log.info("ready: serving %s", ", ".join(backends))
             try:
-                for b in runtime.backends.values():
-                    await b.stop(settings.drain_timeout_s)
+                yield
             finally:
-                await runtime.remote.aclose()
-                log.info("stopped")
+                # Stop taking work, finish what was accepted, then release the models.
+                runtime.draining = True
+                await stop_backends(backends, settings.drain_timeout_s)
+        finally:
+            await upstreams.aclose()
+            log.info("stopped")
 
     app = FastAPI(
         title="Convoy",

@@ -15,6 +15,9 @@ _SEPARATORS: tuple[re.Pattern[str], ...] = (
 
 TokenCounter = Callable[[Sequence[str]], Sequence[int]]
 
+# Largest chunk size a request may ask for, in characters.
+MAX_CHUNK_SIZE = 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:

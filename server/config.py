@@ -94,7 +94,7 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
         return value
 
-    # --- remote upstreams (server/remote.py, /process, --backend remote) ---
+    # --- remote upstreams (server/remote/, /process, --backend remote) ---
     backend: Literal["local", "remote"] = Field(
         default="local",
         description="local: a model in this process; remote: the --remote-url upstreams serve /predict.",
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     @field_validator("remote_url", "remote_allow")
     @classmethod
     def _valid_urls(cls, value: list[str]) -> list[str]:
-        from server.allowlist import AllowList  # parses and checks each entry
+        from server.remote.allowlist import AllowList  # parses and checks each entry
 
         AllowList(value)
         return value
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         return self
 
     # --- ecosystem: compatible APIs, security, CORS, limits, access logs (server/security.py,
-    # server/limits.py, server/routes/openai.py, server/routes/tei.py) ---
+    # server/api/inputs.py, server/api/routes/openai.py, server/api/routes/tei.py) ---
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="API keys accepted as `Authorization: Bearer <key>` (comma-separated in the env var).",

@@ -81,7 +81,7 @@ def build_application(settings: Settings) -> Application:
             # A dead batcher cannot recover in-process: failing here makes Ray replace the replica.
             app: FastAPI = self.app  # type: ignore[attr-defined]  # set by serve.ingress
             runtime = getattr(app.state, "runtime", None)
-            if runtime is not None and runtime.started and not runtime.draining:
+            if runtime is not None and not runtime.draining:
                 dead = [name for name, b in runtime.backends.items() if not b.healthy]
                 if dead:
                     raise RuntimeError(f"model(s) can no longer serve: {', '.join(dead)}")

@@ -1,32 +1,33 @@
-"""Runtime: the long-lived objects of one app (settings, metrics, backends), made in the lifespan."""
+"""Runtime: the long-lived objects of one app (settings, metrics, auth, backends), made in the lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from server.backend import Backend
+from server.batching.backend import Backend
 from server.config import Settings
-from server.errors import NotFound, NotReady, ShuttingDown
+from server.errors import NotFound, ShuttingDown
 from server.metrics import Metrics
-from server.remote import RemoteBackend
-
-if TYPE_CHECKING:
-    from server.security import Authenticator
+from server.remote.client import UpstreamClient
+from server.security import Authenticator
 
 
 @dataclass
 class Runtime:
+    """Complete when constructed: the lifespan builds every part first, then this (app.state.runtime)."""
+
     settings: Settings
     metrics: Metrics
-    backends: dict[str, Backend] = field(default_factory=dict)
+    auth: Authenticator
+    upstreams: UpstreamClient  # the shared upstream client (/process, --backend remote)
+    backends: dict[str, Backend]  # by served name, in the order loaded; never empty
     # The Settings each local model was loaded and batched with (several models: one each).
     model_settings: dict[str, Settings] = field(default_factory=dict)
-    started: bool = False
     draining: bool = False
     active_requests: int = 0
+    created: int = field(default_factory=lambda: int(time.time()))  # Unix time, for /v1/models
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def request_started(self) -> None:
@@ -48,29 +49,12 @@ class Runtime:
             return False
         return True
 
-    remote: RemoteBackend | None = None  # the shared upstream client (/process, --backend remote)
-    # Set by the lifespan; routes guarded by auth fail closed while it is None.
-    auth: Authenticator | None = None
-    created: int = field(default_factory=lambda: int(time.time()))  # Unix time, for /v1/models
-
     @property
     def ready(self) -> bool:
-        return (
-            self.started
-            and not self.draining
-            and bool(self.backends)
-            and all(b.healthy for b in self.backends.values())
-        )
-
-    def remote_backend(self) -> RemoteBackend:
-        if self.remote is None or not self.started:
-            raise NotReady("the server is still starting")
-        return self.remote
+        return not self.draining and all(b.healthy for b in self.backends.values())
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend serving `name` (default: the first one loaded)."""
-        if not self.started or not self.backends:
-            raise NotReady("the model is still loading")
         if self.draining:
             raise ShuttingDown("the server is shutting down")
         if name is None:

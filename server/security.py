@@ -1,8 +1,7 @@
-"""Bearer authentication (API keys, JWTs verified by PyJWT) as one dependency, and CORS set-up.
+"""Bearer authentication, pure: API keys and JWTs (verified by PyJWT) -> a Principal, or Unauthorized.
 
-Apply auth to a router with one line: `app.include_router(router, dependencies=[RequireAuth])`,
-or declare `principal: AuthDep` on a route that wants to know the caller. WebSocket routes call
-`authenticate(websocket)` before `accept()` and close with 1008 on `Unauthorized`.
+No FastAPI here: server/api/deps.py turns `Authenticator.authenticate` into the dependency that
+guards the routes.
 """
 
 from __future__ import annotations
@@ -13,25 +12,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from fastapi import Depends, FastAPI
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import HTTPConnection
-from starlette.responses import Response
 
 from server.config import Settings
-from server.deps import get_runtime
-from server.errors import Unauthorized, error_body
-from server.responses import FastJSONResponse
+from server.errors import Unauthorized
 
 log = logging.getLogger("convoy.security")
-
-# Headers a browser page may read from a response (timings for clients like `convoy bench`).
-EXPOSED_HEADERS = ("X-Request-ID", "X-Queue-Time", "X-Inference-Time", "X-Total-Time", "Retry-After")
 
 # Algorithms accepted per kind of configured key. The key decides the algorithm family, never the
 # token: a token saying "none", or HS256 against a public key, is refused before any verification.
@@ -214,34 +204,6 @@ def _load_public_key(pem: str) -> Any:
         raise SecurityConfigError(f"jwt_public_key: not a PEM public key ({exc})") from None
 
 
-# ---- the dependency --------------------------------------------------------------------------
-async def authenticate(conn: HTTPConnection) -> Principal:
-    """The caller of this request or WebSocket; raises `Unauthorized`.
-
-    `async def` so FastAPI calls it on the loop (a plain `def` dependency costs a thread hop);
-    the checks are microseconds of CPU (a JWT signature ~0.1 ms).
-    """
-    return check_credentials(conn)
-
-
-def check_credentials(conn: HTTPConnection) -> Principal:
-    auth = get_runtime(conn).auth
-    if auth is None:
-        # Fail closed: a route guarded by auth must never be open because of a wiring mistake.
-        raise RuntimeError("the authenticator is not set up on this app")
-    return auth.authenticate(conn.headers.get("authorization"))
-
-
-async def authenticate_metrics(conn: HTTPConnection) -> None:
-    """/metrics is open unless `metrics_require_auth` is set."""
-    if get_runtime(conn).settings.metrics_require_auth:
-        check_credentials(conn)
-
-
-AuthDep = Annotated[Principal, Depends(authenticate)]
-RequireAuth = Depends(authenticate)
-
-
 def log_auth_mode(auth: Authenticator, settings: Settings) -> None:
     if auth.enabled:
         log.info("authentication: %s", auth.describe())
@@ -252,36 +214,3 @@ def log_auth_mode(auth: Authenticator, settings: Settings) -> None:
             settings.host,
             settings.port,
         )
-
-
-# ---- CORS ------------------------------------------------------------------------------------
-class _CORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with refused preflights answered in the project's JSON error shape."""
-
-    def preflight_response(self, request_headers: Any) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code < 400:
-            return response
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
-        }
-        reason = bytes(response.body).decode("utf-8", "replace")
-        return FastJSONResponse(
-            error_body(reason, type_="invalid_request_error", code="cors_refused"),
-            status_code=response.status_code,
-            headers=headers,
-        )
-
-
-def install_cors(app: FastAPI, settings: Settings) -> None:
-    """Add CORS when origins are configured. Settings already refuse '*' with credentials."""
-    if not settings.cors_allow_origins:
-        return
-    app.add_middleware(
-        _CORSMiddleware,
-        allow_origins=settings.cors_allow_origins,
-        allow_methods=settings.cors_allow_methods,
-        allow_headers=settings.cors_allow_headers,
-        allow_credentials=settings.cors_allow_credentials,
-        expose_headers=list(EXPOSED_HEADERS),
-    )

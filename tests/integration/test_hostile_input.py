@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from server.app import create_app
-from server.schemas import MAX_CHUNK_SIZE
+from server.chunking import MAX_CHUNK_SIZE
 from tests.support.fake_model import FakeModel, fake_vector
 from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings

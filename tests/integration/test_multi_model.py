@@ -12,7 +12,7 @@ import pytest
 
 from models.loader import default_model_path
 from server.app import create_app
-from server.local import LocalBackend
+from server.batching.batched import BatchedBackend
 from server.runtime import Runtime
 from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings
@@ -90,7 +90,7 @@ def test_unknown_model_is_404_listing_served_names(two_models: LiveServer) -> No
 
 def test_each_model_has_its_own_batcher_and_worker(two_models: LiveServer) -> None:
     backends = _runtime(two_models).backends
-    batchers = [b.batcher for b in backends.values() if isinstance(b, LocalBackend)]
+    batchers = [b.batcher for b in backends.values() if isinstance(b, BatchedBackend)]
     assert len(batchers) == 2 and batchers[0] is not batchers[1]
     assert [b.max_batch_size for b in batchers] == [16, 8]
 

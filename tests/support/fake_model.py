@@ -1,4 +1,4 @@
-"""FakeModel: a deterministic, gated stand-in for a Model, for batcher and fault tests."""
+"""FakeModel: a deterministic, gated stand-in for a Model, for batcher, streaming and fault tests."""
 
 from __future__ import annotations
 
@@ -11,20 +11,30 @@ import numpy as np
 
 from models.base import BatchOutput, ModelInfo
 
+Texts = Callable[[Sequence[str]], bool]
+
 
 def fake_vector(text: str) -> np.ndarray:
     """The row FakeModel returns for `text`: derived from the text so mix-ups are caught."""
     return np.array([len(text), zlib.crc32(text.encode()) % 100_003], dtype=np.float32)
 
 
+def mentions(word: str) -> Texts:
+    """A batch predicate: true when any text contains `word` (e.g. gate only batches saying "gate")."""
+    return lambda texts: any(word in t for t in texts)
+
+
 class FakeModel:
     """Records every batch; can block forward on a gate and raise for chosen inputs.
 
-    `gate`: forward waits on it (so submissions pile up while the model is "busy").
+    `gate`: forward waits on it (so submissions pile up while the model is "busy"); with
+    `gate_if`, only batches it returns True for wait.
     `fail_if`: forward raises when it returns True for the batch (e.g. a marked text inside,
     or a batch above some size to mimic out-of-memory).
     `seconds_per_batch`: compute cost of one forward pass, whatever its size (like a GPU below
     saturation), so capacity is known: max_batch_size / seconds_per_batch chunks per second.
+    `seen` lists every text that reached forward (before the gate); `batches` the batches that
+    completed.
     """
 
     def __init__(
@@ -32,14 +42,18 @@ class FakeModel:
         *,
         name: str = "fake",
         gate: threading.Event | None = None,
-        fail_if: Callable[[Sequence[str]], bool] | None = None,
+        gate_if: Texts | None = None,
+        fail_if: Texts | None = None,
         seconds_per_batch: float = 0.0,
     ) -> None:
         self.info = ModelInfo(name=name, task="embed", device="cpu", dtype="float32", max_tokens=512, dim=2)
         self.gate = gate
+        self.gate_if = gate_if
         self.fail_if = fail_if
         self.seconds_per_batch = seconds_per_batch
         self.batches: list[list[str]] = []
+        self.seen: list[str] = []
+        self._seen_lock = threading.Lock()
         self.forward_started = threading.Event()
         self.closed = False
 
@@ -47,8 +61,11 @@ class FakeModel:
         return list(texts)
 
     def forward(self, prepared: list[str]) -> BatchOutput:
+        with self._seen_lock:
+            self.seen.extend(prepared)
         self.forward_started.set()
-        if self.gate is not None and not self.gate.wait(timeout=30):
+        gated = self.gate is not None and (self.gate_if is None or self.gate_if(prepared))
+        if gated and self.gate is not None and not self.gate.wait(timeout=30):
             raise TimeoutError("test gate never opened")
         if self.fail_if is not None and self.fail_if(prepared):
             raise RuntimeError("injected failure")
@@ -65,6 +82,8 @@ class FakeModel:
 
     def close(self) -> None:
         self.closed = True
+        if self.gate is not None:
+            self.gate.set()  # never leave the model thread blocked once the server stops
 
     @property
     def batch_sizes(self) -> list[int]:

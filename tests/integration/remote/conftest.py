@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
 
 from server.app import create_app
-from tests.support.gated_model import GatedModel
+from tests.support.fake_model import FakeModel, mentions
 from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings
 from tests.support.upstreams import Upstream, refused_url, run_upstream
@@ -77,12 +78,14 @@ def openai_server(upstreams: list[Upstream]) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def gated_model() -> GatedModel:
-    return GatedModel()
+def gated_model() -> FakeModel:
+    gate = threading.Event()
+    gate.set()
+    return FakeModel(name="gated", gate=gate, gate_if=mentions("gate"))
 
 
 @pytest.fixture(scope="session")
-def gated_server(gated_model: GatedModel) -> Iterator[LiveServer]:
+def gated_server(gated_model: FakeModel) -> Iterator[LiveServer]:
     """A local backend whose model blocks on texts saying "gate"; one chunk per batch."""
     app = create_app(make_settings(max_batch_size=1, max_wait_ms=0), model_factory=lambda _: gated_model)
     try:

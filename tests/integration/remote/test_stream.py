@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.integration.remote.conftest import REMOTE_CONCURRENCY
-from tests.support.gated_model import GatedModel
+from tests.support.fake_model import FakeModel
 from tests.support.live_server import LiveServer
 from tests.support.metrics import expect_increase, metric_value, wait_until
 from tests.support.sse import sse_events
@@ -110,7 +110,7 @@ async def test_disconnect_cancels_queued_remote_chunks(
 
 
 async def test_disconnect_cancels_queued_local_chunks(
-    gated_server: LiveServer, gated_model: GatedModel
+    gated_server: LiveServer, gated_model: FakeModel
 ) -> None:
     # max_batch_size 1: chunk 0 answers, chunk 1 holds the model at the gate, the rest queue.
     text = sentences("fast", "gate", *["more"] * 8)

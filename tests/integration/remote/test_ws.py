@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support.gated_model import GatedModel
+from tests.support.fake_model import FakeModel
 from tests.support.live_server import LiveServer
 from tests.support.metrics import expect_increase, metric_value, wait_until
 
@@ -80,7 +80,7 @@ async def test_messages_without_id_are_numbered(minilm_server: LiveServer) -> No
     assert events[1][-1]["event"] == "done"
 
 
-async def test_disconnect_cancels_outstanding_work(gated_server: LiveServer, gated_model: GatedModel) -> None:
+async def test_disconnect_cancels_outstanding_work(gated_server: LiveServer, gated_model: FakeModel) -> None:
     text = " ".join(f"{w} {i:02d}." for i, w in enumerate(["fast", "gate", *["more"] * 8]))
     before = metric_value(gated_server.url, "convoy_cancelled_total", model="gated")
     gated_model.gate.clear()

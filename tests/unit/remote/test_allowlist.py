@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.allowlist import AllowList, BadUpstreamUrl, parse_upstream_url
 from server.errors import UrlNotAllowed
+from server.remote.allowlist import AllowList, BadUpstreamUrl, parse_upstream_url
 
 
 @pytest.mark.parametrize(

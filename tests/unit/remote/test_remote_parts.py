@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from server.cli import build_parser, settings_from_args
 from server.config import Settings
 from server.errors import UpstreamFailed
-from server.remote import parse_retry_after
-from server.remote_backends import parse_embeddings
+from server.remote.backends import parse_embeddings
+from server.remote.client import parse_retry_after
 
 
 def test_retry_after_seconds_and_dates() -> None:

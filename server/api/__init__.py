@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, schemas, middleware, dependencies. The only wing that imports FastAPI."""

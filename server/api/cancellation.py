@@ -1,0 +1,84 @@
+"""Tie a request's work to its client and its deadline: abandoned or late work is cancelled.
+
+A plain FastAPI handler is not cancelled when its client goes away, so these helpers watch the
+ASGI `receive` channel for `http.disconnect` and cancel the work themselves. Cancelled futures
+are skipped by the batcher (and by the upstream client before sending) and counted in
+`convoy_cancelled_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from starlette.requests import HTTPConnection, Request
+from starlette.types import Receive
+
+from server.config import Settings
+from server.errors import ClientGone, DeadlineExceeded, InvalidInput
+
+T = TypeVar("T")
+
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+def request_timeout_s(conn: HTTPConnection, settings: Settings) -> float:
+    """The request's deadline in seconds: the `X-Request-Timeout` header or the server default."""
+    raw = conn.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return settings.request_timeout_s
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    max_s = settings.max_request_timeout_s
+    if not 0 < value <= max_s:
+        raise InvalidInput(
+            f"X-Request-Timeout must be a number of seconds in (0, {max_s:g}]", param=TIMEOUT_HEADER
+        )
+    return value
+
+
+def deadline_exceeded(timeout_s: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"the request did not finish within its {timeout_s:g} s deadline")
+
+
+def cancel_all(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel every future not yet done (queued chunks then never cost compute)."""
+    for fut in futures:
+        fut.cancel()
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone. Only for after the request body was read."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_cancellable(
+    request: Request, work: Awaitable[T], timeout_s: float, *, deadline: float | None = None
+) -> T:
+    """Await `work`, cancelling it when the client disconnects or the deadline passes.
+
+    The deadline is `timeout_s` from now, or `deadline` (event-loop time) when the clock started
+    earlier. Raises ClientGone (499) or DeadlineExceeded (504); if the handler itself is
+    cancelled, the work is cancelled too. One watcher task and one timer per request.
+    """
+    if deadline is None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(wait_for_disconnect(request.receive))
+    watcher.add_done_callback(lambda _: task.cancel())
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientGone("the client closed the connection; its work was cancelled") from None
+        raise
+    except TimeoutError:
+        raise deadline_exceeded(timeout_s) from None
+    finally:
+        watcher.cancel()
+        task.cancel()

@@ -1,0 +1,123 @@
+"""text-embeddings-inference-compatible routes: POST /embed, GET /info, and POST / (InferenceClient).
+
+`huggingface_hub.InferenceClient(base_url=...)` posts `{"inputs": ...}` to the base URL itself, so
+POST / answers as TEI does for the served model's type: vectors for an embedding model, label
+scores for a classifier. /health lives with the other operational routes (routes/health.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from server import __version__
+from server.api.compat import check_dimensions, embedding_rows, require_task, run_inputs
+from server.api.compat_schemas import TEIClassification, TEIEmbeddingType, TEIInfo, TEIModelType, TEIRequest
+from server.api.deps import RuntimeDep
+from server.api.responses import inference_response
+from server.api.schemas import ERROR_RESPONSES, TIMEOUT_HEADER_DOC
+from server.batching.backend import Backend, BackendInfo, ItemResult
+from server.config import Settings
+
+router = APIRouter(tags=["text-embeddings-inference"])
+
+_HINT = 'shorten it, or send "truncate": true'
+
+
+@router.post(
+    "/embed",
+    response_model=list[list[float]],
+    responses=ERROR_RESPONSES,
+    summary="TEI-compatible embeddings: one vector per input",
+    openapi_extra=TIMEOUT_HEADER_DOC,
+)
+async def embed(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Response:
+    started = time.perf_counter()
+    backend = runtime.backend()
+    require_task(backend.info, "embed", "/embed")
+    return await _embed(body, backend, runtime.settings, request, started)
+
+
+@router.post(
+    "/",
+    response_model=list[list[float]] | list[TEIClassification] | list[list[TEIClassification]],
+    responses=ERROR_RESPONSES,
+    openapi_extra=TIMEOUT_HEADER_DOC,
+    summary="TEI-compatible inference by model type (where huggingface_hub's InferenceClient posts)",
+)
+async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Response:
+    started = time.perf_counter()
+    backend = runtime.backend()
+    if backend.info.task == "embed":
+        return await _embed(body, backend, runtime.settings, request, started)
+    info = backend.info
+    results = await run_inputs(
+        backend,
+        body.inputs,
+        runtime.settings,
+        request,
+        truncate=body.truncate,
+        param="inputs",
+        overflow_hint=_HINT,
+    )
+    scores = [_classification(info, r) for r in results]
+    # TEI answers one input with one list of scores, and a batch with a list of them.
+    payload = scores[0] if isinstance(body.inputs, str) else scores
+    return inference_response(request, payload, results, started, model=info.name)
+
+
+async def _embed(
+    body: TEIRequest, backend: Backend, settings: Settings, request: Request, started: float
+) -> Response:
+    check_dimensions(backend.info, body.dimensions)
+    results = await run_inputs(
+        backend,
+        body.inputs,
+        settings,
+        request,
+        truncate=body.truncate,
+        param="inputs",
+        overflow_hint=_HINT,
+    )
+    rows = embedding_rows(results, dimensions=body.dimensions, normalize=body.normalize)
+    return inference_response(request, rows, results, started, model=backend.info.name)
+
+
+def _classification(info: BackendInfo, result: ItemResult) -> list[dict[str, Any]]:
+    order = np.argsort(-result.vector, kind="stable")
+    return [{"label": info.labels[i], "score": float(result.vector[i])} for i in order]
+
+
+@router.get(
+    "/info",
+    response_model=TEIInfo,
+    response_model_exclude_none=True,
+    summary="TEI-compatible description of the served model",
+)
+async def info(runtime: RuntimeDep) -> TEIInfo:
+    settings = runtime.settings
+    model = runtime.backend().info
+    if model.task == "embed":
+        model_type = TEIModelType(embedding=TEIEmbeddingType(pooling="mean"))
+    else:
+        model_type = TEIModelType(
+            classifier={
+                "id2label": {str(i): label for i, label in enumerate(model.labels)},
+                "label2id": {label: i for i, label in enumerate(model.labels)},
+            }
+        )
+    return TEIInfo(
+        model_id=model.name,
+        model_dtype=model.dtype,
+        model_type=model_type,
+        device=model.device,
+        max_batch_size=settings.max_batch_size,
+        max_input_length=model.max_tokens,
+        max_client_batch_size=settings.max_embedding_inputs,
+        max_concurrent_requests=settings.max_queue,
+        version=__version__,
+    )

@@ -1,0 +1,99 @@
+"""The batching contract routes rely on: the Backend protocol, one chunk's result, gather_results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+T = TypeVar("T")
+
+# What a backend answers each chunk with: a model's row (embed, classify), or the arbitrary JSON
+# of a plain remote upstream ("json"), which is no model task and so lives here, not in models/.
+ServedTask = Literal["embed", "classify", "json"]
+
+
+class BackendInfo(Protocol):
+    """What routes may know of the model behind a backend (models.base.ModelInfo fits it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def task(self) -> ServedTask: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def special_tokens(self) -> int: ...
+    @property
+    def max_text_tokens(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One chunk's answer: its row (embedding or probabilities), token count and timings."""
+
+    vector: npt.NDArray[np.float32]
+    tokens: int
+    queue_s: float
+    inference_s: float
+    norm: float = 1.0  # the embedding's length before normalisation (1.0 when the model says none)
+
+
+class Backend(Protocol):
+    """Something that turns chunks into results: a model behind its batcher, or remote upstreams."""
+
+    @property
+    def info(self) -> BackendInfo: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """One future per text, in order; may refuse at once (Overloaded) if the deadline
+        cannot be met."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout_s: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class TokenDecoder(Protocol):
+    """A backend that accepts token ids: it turns them back into text with the model's tokenizer.
+
+    Optional on purpose: a backend without a tokenizer (a remote upstream) only takes text.
+    """
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]: ...
+
+
+async def gather_results(futures: Sequence[asyncio.Future[T]]) -> list[T]:
+    """Await every chunk of one request; if the request is abandoned, its chunks are cancelled.
+
+    Cancelled futures are skipped by the batcher before they cost compute.
+    """
+    try:
+        if len(futures) == 1:  # most requests: skip gather's wrapper future and callbacks
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise

@@ -1,0 +1,391 @@
+"""DynamicBatcher: one queue of chunks from every request -> batches -> model threads -> futures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.base import AsyncModel, BatchOutput, Model
+from server.batching.admission import AdmissionControl, item_cost
+from server.batching.backend import ItemResult
+from server.batching.selection import select_batch
+from server.errors import (
+    ConvoyError,
+    InferenceFailed,
+    InvalidInput,
+    ModelUnavailable,
+    Overloaded,
+    ShuttingDown,
+)
+from server.metrics import Metrics
+
+log = logging.getLogger("convoy.batcher")
+
+# Weight of the newest inter-arrival gap in the running estimate of the arrival rate.
+_GAP_ALPHA = 0.2
+# Weight of the newest batch in the running estimate of characters per token.
+_RATIO_ALPHA = 0.1
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    text: str
+    future: asyncio.Future[ItemResult]
+    enqueued: float
+    cost: int
+
+
+@dataclass(slots=True)
+class _Prepared:
+    items: list[_Item]
+    encoded: Any = None
+    error: BaseException | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    """Cross-request batching for one model.
+
+    Threads: `submit()` and everything else runs on the event loop; `model.prepare` runs on the
+    "convoy-tokenize" thread and `model.forward` on the "convoy-model" thread, so batch N+1 is
+    tokenised while batch N computes. Only the collector task takes items off the queue.
+
+    Batching policy: while the model is busy, the queue fills by itself and the next batch is
+    taken as soon as it is full or the model frees up. When the model is idle and the batch is
+    not full, the collector waits (at most `max_wait_ms`) only if recent arrivals say more work
+    is due within that window; a lone request never pays the timeout.
+    """
+
+    _loop: asyncio.AbstractEventLoop
+
+    def __init__(
+        self,
+        model: Model | AsyncModel,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_batch_tokens: int | None = None,
+        max_queue: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model = model
+        # Decided once: a runtime Protocol check is too slow for every batch.
+        self._async_model: AsyncModel | None = model if isinstance(model, AsyncModel) else None
+        self._sync_model: Model | None = None if self._async_model else model  # type: ignore[assignment]
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = float(max_batch_tokens) if max_batch_tokens else float("inf")
+        # Batches are picked from this many of the oldest waiting items (see select_batch).
+        self._window = 4 * max_batch_size
+        # Tokens are estimated from characters until batches tell the real ratio.
+        self._chars_per_token = 4.0
+        self._special_tokens = model.info.special_tokens
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._metrics = metrics
+        self._label = model.info.name
+        self._queue: deque[_Item] = deque()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_arrival = 0.0
+        self._gap_ewma = float("inf")
+        self._arrivals = 0
+        self._busy = False
+        # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
+        # that gathered nothing (a lone client), set again by evidence of concurrent clients.
+        self._wait_pays = True
+        self._admission = AdmissionControl(metrics)
+        self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name=f"convoy-batcher-{self._label}")
+        self._task.add_done_callback(self._on_loop_exit)
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Refuse new work, finish what is queued (within `timeout_s`), join the threads."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                log.warning("drain timed out with %d chunks queued; failing them", len(self._queue))
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                self._fail_queued(ShuttingDown("the server stopped before this chunk ran"))
+            except Exception:
+                pass  # the loop died earlier; _on_loop_exit already logged it and failed its items
+        for pool in (self._tokenize_pool, self._model_pool):
+            await asyncio.to_thread(pool.shutdown, wait=True)
+
+    @property
+    def healthy(self) -> bool:
+        return self._failure is None and self._task is not None and not self._task.done()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # ---- the one way in --------------------------------------------------------------------
+    def submit(
+        self, texts: Sequence[str], *, deadline_s: float | None = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
+
+        With `deadline_s`, a request that the queue ahead of it would make miss its deadline is
+        refused now (503) rather than accepted and timed out later (504); one that could not
+        meet it even on an idle model gets 504 at once.
+        """
+        if self._failure is not None:
+            raise ModelUnavailable("the model can no longer serve; see the server log")
+        if self._closed:
+            if self._metrics:
+                self._metrics.rejected.labels("shutting_down").inc()
+            raise ShuttingDown("the server is shutting down")
+        if len(texts) > self.max_queue:
+            raise InvalidInput(
+                f"the request has {len(texts)} chunks; at most {self.max_queue} fit in the queue"
+            )
+        if len(self._queue) + len(texts) > self.max_queue:
+            if self._metrics:
+                self._metrics.rejected.labels("queue_full").inc()
+            raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
+        costs = [item_cost(t) for t in texts]
+        self._admission.check(costs, deadline_s, busy=self._busy)
+
+        now = time.perf_counter()
+        if self._last_arrival:
+            gap = now - self._last_arrival
+            self._gap_ewma = (
+                gap
+                if self._gap_ewma == float("inf")
+                else _GAP_ALPHA * gap + (1 - _GAP_ALPHA) * self._gap_ewma
+            )
+        self._last_arrival = now
+        self._arrivals += 1
+        if self._busy or self._queue:
+            self._wait_pays = True  # someone else's work is pending: clients overlap
+
+        loop = self._loop
+        futures: list[asyncio.Future[ItemResult]] = []
+        for text, cost in zip(texts, costs, strict=True):
+            fut: asyncio.Future[ItemResult] = loop.create_future()
+            self._queue.append(_Item(text, fut, now, cost))
+            futures.append(fut)
+        self._admission.queued_cost += sum(costs)
+        self._set_depth()
+        self._wake.set()
+        return futures
+
+    # ---- the collector ---------------------------------------------------------------------
+    async def _run(self) -> None:
+        inflight: asyncio.Task[None] | None = None
+        while True:
+            items = await self._next_batch(inflight)
+            if items is None:
+                break
+            prepared = await self._prepare(items)
+            if inflight is not None:
+                await inflight
+            inflight = asyncio.create_task(self._compute(prepared))
+            self._busy = True
+            inflight.add_done_callback(self._on_compute_done)
+        if inflight is not None:
+            await inflight
+
+    async def _next_batch(self, inflight: asyncio.Task[None] | None) -> list[_Item] | None:
+        waited = False
+        while True:
+            self._wake.clear()
+            busy = inflight is not None and not inflight.done()
+            queued = len(self._queue)
+            if queued >= self.max_batch_size:
+                return self._take()
+            if queued and not busy:
+                if not waited and not self._closed and self._worth_waiting():
+                    waited = True
+                    arrivals = self._arrivals
+                    await self._wait_for_fill()
+                    self._wait_pays = self._arrivals > arrivals
+                    continue
+                return self._take()
+            if not queued and self._closed:
+                return None
+            await self._wake.wait()
+
+    def _worth_waiting(self) -> bool:
+        # Expect at least two more arrivals inside the window; otherwise waiting only adds latency.
+        return self.max_wait_s > 0 and self._wait_pays and self._gap_ewma * 2 < self.max_wait_s
+
+    async def _wait_for_fill(self) -> None:
+        deadline = self._loop.time() + self.max_wait_s
+        while len(self._queue) < self.max_batch_size:
+            # Give up early once arrivals stop coming at the rate that justified waiting.
+            remaining = min(deadline - self._loop.time(), 2 * self._gap_ewma)
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        window: list[_Item] = []
+        skipped = 0
+        while self._queue and len(window) < self._window:
+            item = self._queue.popleft()
+            self._admission.queued_cost -= item.cost
+            if item.future.done():  # cancelled: client gone or deadline passed
+                skipped += 1
+            else:
+                window.append(item)
+        if skipped and self._metrics:
+            self._metrics.cancelled.labels(self._label).inc(skipped)
+        # The oldest item plus those nearest it in length: similar lengths waste little padding.
+        chosen = select_batch(
+            [len(it.text) / self._chars_per_token + self._special_tokens for it in window],
+            self.max_batch_size,
+            self.max_batch_tokens,
+        )
+        items = [window[i] for i in chosen]
+        if len(items) < len(window):
+            picked = set(chosen)
+            left = [it for i, it in enumerate(window) if i not in picked]
+            self._queue.extendleft(reversed(left))
+            self._admission.queued_cost += sum(it.cost for it in left)
+        self._set_depth()
+        items.sort(key=lambda it: len(it.text))
+        return items
+
+    async def _prepare(self, items: list[_Item]) -> _Prepared:
+        prepared = _Prepared(items)
+        if not items or self._sync_model is None:
+            return prepared
+        try:
+            prepared.encoded = await self._loop.run_in_executor(
+                self._tokenize_pool, self._sync_model.prepare, [it.text for it in items]
+            )
+        except Exception as exc:
+            prepared.error = exc
+        return prepared
+
+    async def _compute(self, prepared: _Prepared) -> None:
+        """Run one batch and resolve its futures. Never raises: errors land on futures."""
+        items = [it for it in prepared.items if not it.future.done()]
+        if len(items) < len(prepared.items) and self._metrics:
+            self._metrics.cancelled.labels(self._label).inc(len(prepared.items) - len(items))
+        if not items:
+            return
+        encoded = prepared.encoded
+        if len(items) < len(prepared.items) or prepared.error is not None:
+            encoded = None  # re-tokenise the survivors (or retry a failed tokenisation)
+        await self._compute_items(items, encoded)
+
+    async def _compute_items(self, items: list[_Item], encoded: Any) -> None:
+        started = time.perf_counter()
+        texts = [it.text for it in items]
+        try:
+            if self._async_model is not None:
+                output = await self._async_model.forward_async(texts)
+            else:
+                output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
+            if len(output.vectors) != len(items) or len(output.tokens) != len(items):
+                raise RuntimeError(f"model returned {len(output.vectors)} rows for a batch of {len(items)}")
+        except ConvoyError as exc:
+            # Already a client-facing error about the whole batch (e.g. a remote upstream is
+            # down): bisecting would only repeat the failing call, so every item gets it as is.
+            if self._metrics:
+                self._metrics.chunks.labels(self._label, "error").inc(len(items))
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        except Exception as exc:
+            await self._isolate(items, exc)
+            return
+        elapsed = time.perf_counter() - started
+        text_tokens = int(output.tokens.sum()) - self._special_tokens * len(items)
+        if text_tokens > 0:
+            ratio = sum(len(t) for t in texts) / text_tokens
+            self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
+        self._admission.observe_batch(sum(it.cost for it in items), elapsed)
+        if self._metrics:
+            self._metrics.batch_size.labels(self._label).observe(len(items))
+            self._metrics.inference_seconds.labels(self._label).observe(elapsed)
+            self._metrics.chunks.labels(self._label, "ok").inc(len(items))
+        norms = output.norms
+        for i, item in enumerate(items):
+            if not item.future.done():
+                item.future.set_result(
+                    ItemResult(
+                        vector=output.vectors[i],
+                        tokens=int(output.tokens[i]),
+                        queue_s=started - item.enqueued,
+                        inference_s=elapsed,
+                        norm=1.0 if norms is None else float(norms[i]),
+                    )
+                )
+
+    def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
+        model = self._sync_model
+        assert model is not None  # only called for a sync Model
+        if encoded is None:
+            encoded = model.prepare(texts)
+        return model.forward(encoded)
+
+    async def _isolate(self, items: list[_Item], exc: Exception) -> None:
+        # Bisect: the halves without the culprit succeed; only the culprit's future fails.
+        # This also turns an out-of-memory error on a big batch into smaller batches.
+        if len(items) == 1:
+            log.warning("model failed on one input: %r", exc, exc_info=exc)
+            if self._metrics:
+                self._metrics.chunks.labels(self._label, "error").inc()
+            if not items[0].future.done():
+                items[0].future.set_exception(
+                    InferenceFailed(f"the model failed on this input ({type(exc).__name__})")
+                )
+            return
+        mid = len(items) // 2
+        for half in (items[:mid], items[mid:]):
+            alive = [it for it in half if not it.future.done()]
+            if alive:
+                await self._compute_items(alive, None)
+
+    def _on_compute_done(self, _: asyncio.Task[None]) -> None:
+        self._busy = False
+        self._wake.set()
+
+    # ---- failure and bookkeeping -----------------------------------------------------------
+    def _on_loop_exit(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._failure = exc
+            log.error("the batcher loop died; failing every queued chunk", exc_info=exc)
+            self._fail_queued(ModelUnavailable("the model can no longer serve"))
+
+    def _fail_queued(self, exc: Exception) -> None:
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(exc)
+        self._admission.queued_cost = 0
+        self._set_depth()
+
+    def _set_depth(self) -> None:
+        if self._metrics:
+            self._metrics.queue_depth.labels(self._label).set(len(self._queue))

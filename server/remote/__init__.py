@@ -1,0 +1,4 @@
+"""Remote upstreams: the shared upstream HTTP client, the backends over it, the /process allowlist.
+
+Never imports fastapi, starlette or server.api.
+"""
