@@ -9,8 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-# "json": each input is answered with arbitrary JSON (a plain remote upstream), not a row.
-Task = Literal["embed", "classify", "json"]
+Task = Literal["embed", "classify"]
 
 
 @dataclass(frozen=True, slots=True)
