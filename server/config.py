@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, le=3600, description="On SIGTERM, how long accepted work may take to finish."
     )
+    unhealthy_exit_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A model unhealthy this long (a failed device, a dead batcher) makes `convoy serve` "
+        "exit non-zero (status 3) so its supervisor restarts it.",
+    )
 
     # --- HTTP ---
     host: str = Field(default="127.0.0.1", description="Address to bind.")

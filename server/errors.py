@@ -83,8 +83,16 @@ class DeadlineExceeded(ConvoyError):
     type = "server_error"
 
 
+class NonFiniteOutput(ConvoyError):
+    """The model's output for this input holds inf or NaN (e.g. a float16 overflow); never sent as null."""
+
+    status = 500
+    code = "non_finite_output"
+    type = "server_error"
+
+
 class ModelUnavailable(ConvoyError):
-    """The batcher has died; nothing more can be computed in this process."""
+    """The batcher has died or the device failed; nothing more can be computed until a restart."""
 
     status = 503
     code = "model_unavailable"

@@ -27,6 +27,7 @@ class Runtime:
     model_settings: dict[str, Settings] = field(default_factory=dict)
     draining: bool = False
     active_requests: int = 0
+    _unhealthy_since: float | None = None
     created: int = field(default_factory=lambda: int(time.time()))  # Unix time, for /v1/models
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -48,6 +49,18 @@ class Runtime:
         except TimeoutError:
             return False
         return True
+
+    def unhealthy_for(self, now: float) -> float:
+        """Seconds since the checks began to find a backend unhealthy without a break; 0 if healthy.
+
+        `now` is time.monotonic(); the serving loop calls this about once a second.
+        """
+        if all(b.healthy for b in self.backends.values()):
+            self._unhealthy_since = None
+            return 0.0
+        if self._unhealthy_since is None:
+            self._unhealthy_since = now
+        return now - self._unhealthy_since
 
     @property
     def ready(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from types import FrameType
 
 import uvicorn
@@ -13,6 +14,9 @@ from server.config import Settings
 from server.runtime import Runtime
 
 log = logging.getLogger("convoy")
+
+# `convoy serve`'s exit status when it stopped because a model stayed unhealthy.
+UNHEALTHY_EXIT_CODE = 3
 
 
 class DrainingServer(uvicorn.Server):
@@ -24,10 +28,14 @@ class DrainingServer(uvicorn.Server):
     a load balancer learns more from a 503 than from a reset.
     """
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float, unhealthy_exit_s: float
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._drain_timeout_s = drain_timeout_s
+        self._unhealthy_exit_s = unhealthy_exit_s
+        self.unhealthy_exit = False  # stopped because a model stayed unhealthy: exit non-zero
 
     def _runtime(self) -> Runtime | None:
         return getattr(self._app.state, "runtime", None)
@@ -38,6 +46,24 @@ class DrainingServer(uvicorn.Server):
             runtime.draining = True
             log.info("signal %d: draining (readiness off, new work refused)", sig)
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # Once a second: a model that stays unhealthy (a failed device, a dead batcher) cannot
+        # heal in this process, so stop and let the supervisor restart it.
+        runtime = self._runtime()
+        if counter % 10 == 0 and runtime is not None and not runtime.draining:
+            unhealthy_s = runtime.unhealthy_for(time.monotonic())
+            if unhealthy_s and unhealthy_s >= self._unhealthy_exit_s:
+                log.error(
+                    "a model has been unhealthy for %.0f s (--unhealthy-exit-s %g): exiting so the "
+                    "supervisor restarts the server",
+                    unhealthy_s,
+                    self._unhealthy_exit_s,
+                )
+                self.unhealthy_exit = True
+                runtime.draining = True
+                self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         runtime = self._runtime()
@@ -57,4 +83,7 @@ def run(app: FastAPI, settings: Settings) -> None:
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
-    DrainingServer(config, app, settings.drain_timeout_s).run()
+    server = DrainingServer(config, app, settings.drain_timeout_s, settings.unhealthy_exit_s)
+    server.run()
+    if server.unhealthy_exit:
+        raise SystemExit(UNHEALTHY_EXIT_CODE)

@@ -1,62 +1,179 @@
-"""Admission: estimate how long the queue ahead takes, and refuse at once what would miss its deadline."""
+"""Admission: learn what a forward pass costs, and refuse at once what the queue would make late.
+
+The cost of one forward pass is modelled as a fixed part plus a part per padded token,
+`seconds = fixed + per_token * padded_tokens`, fitted online (recursive least squares with
+forgetting) from the batches actually run. A rate learnt from tiny batches, where the fixed part
+dominates, would otherwise be extrapolated to a request of a thousand documents and refuse it
+6-8x too pessimistically.
+
+Refusals are a promise to the client that waiting is useless, so they are made only on evidence:
+- an idle server (model free, queue empty) never refuses on an estimate: the deadline still cuts
+  the request at run time (504);
+- nothing is refused before a few batches have run;
+- until batches of different sizes have run, the two parts cannot be told apart, and the cost
+  of a batch is taken as the mean of those seen (right for traffic like the traffic so far; for
+  a bigger request it errs towards admitting, never towards a wrong refusal).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from server.errors import DeadlineExceeded, Overloaded
 from server.metrics import Metrics
 
-# Weight of the newest batch in the running estimate of throughput.
-_RATE_ALPHA = 0.1
 # Admit a request only if the queue ahead should clear within this share of its deadline: the
 # estimate is an average, and a request admitted right at the edge misses half the time.
 _DEADLINE_HEADROOM = 0.8
-# Work is counted in characters, not chunks: a 500-character chunk costs far more than a
-# 5-character one, and a per-chunk rate learnt on long chunks would refuse a request of
-# thousands of tiny ones that an idle model answers in seconds. Each item also pays a fixed
-# share (special tokens, padding, per-row post-processing), counted as this many characters.
-_ITEM_OVERHEAD_CHARS = 64
+# Forgetting factor of the fit: the last ~1 / (1 - λ) = 50 batches count.
+_FORGET = 0.98
+# Padded tokens are fitted in thousands, so both parameters are of similar size (conditioning).
+_TOKEN_SCALE = 1e-3
+# Estimates are made once this many batches were seen; the per-token part is used once their
+# padded sizes span this factor.
+_MIN_BATCHES = 4
+_MIN_SPREAD = 2.0
+# Weight of the newest batch in the mean batch time (the estimate before sizes spread).
+_MEAN_ALPHA = 0.1
+# Weight of the newest batch in the running padding factor (padded tokens / real tokens).
+_PAD_ALPHA = 0.1
 
 
-def item_cost(text: str) -> int:
-    """The admission cost of one chunk, in cost units (characters plus a fixed share)."""
-    return len(text) + _ITEM_OVERHEAD_CHARS
+@dataclass(frozen=True, slots=True)
+class Work:
+    """Items and their (estimated) tokens: a request, or the queue ahead of it."""
+
+    items: int
+    tokens: float
+
+
+class BatchCost:
+    """seconds(padded_tokens) = fixed + per_token * padded_tokens, fitted by recursive least squares."""
+
+    def __init__(self) -> None:
+        self._theta = [0.0, 0.0]  # fixed seconds, seconds per 1000 padded tokens
+        big = 1e3
+        self._p = [[big, 0.0], [0.0, big]]  # inverse information: large = nothing known yet
+        self.batches = 0
+        self._smallest = math.inf
+        self._largest = 0.0
+        self._mean_s = 0.0
+
+    def observe(self, padded_tokens: float, seconds: float) -> None:
+        x0, x1 = 1.0, padded_tokens * _TOKEN_SCALE
+        p = self._p
+        px0 = p[0][0] * x0 + p[0][1] * x1
+        px1 = p[1][0] * x0 + p[1][1] * x1
+        gain_den = _FORGET + x0 * px0 + x1 * px1
+        k0, k1 = px0 / gain_den, px1 / gain_den
+        error = seconds - (self._theta[0] * x0 + self._theta[1] * x1)
+        self._theta[0] += k0 * error
+        self._theta[1] += k1 * error
+        # P = (P - k x^T P) / λ, where x^T P = (px0, px1) since P is symmetric.
+        self._p = [
+            [(p[0][0] - k0 * px0) / _FORGET, (p[0][1] - k0 * px1) / _FORGET],
+            [(p[1][0] - k1 * px0) / _FORGET, (p[1][1] - k1 * px1) / _FORGET],
+        ]
+        self._mean_s = seconds if self.batches == 0 else self._mean_s + _MEAN_ALPHA * (seconds - self._mean_s)
+        self.batches += 1
+        self._smallest = min(self._smallest, padded_tokens)
+        self._largest = max(self._largest, padded_tokens)
+
+    @property
+    def trusted(self) -> bool:
+        """Enough batches seen to estimate at all."""
+        return self.batches >= _MIN_BATCHES
+
+    @property
+    def separated(self) -> bool:
+        """Batches of different enough sizes seen to tell the fixed part from the per-token part."""
+        return self._largest >= _MIN_SPREAD * max(self._smallest, 1.0)
+
+    @property
+    def fixed_s(self) -> float:
+        return max(self._theta[0], 0.0) if self.separated else self._mean_s
+
+    @property
+    def per_token_s(self) -> float:
+        return max(self._theta[1], 0.0) * _TOKEN_SCALE if self.separated else 0.0
+
+    def seconds(self, padded_tokens: float) -> float:
+        return self.fixed_s + self.per_token_s * padded_tokens
 
 
 class AdmissionControl:
-    """The batcher's cost model: work queued, a running rate learnt from batches, the verdict.
+    """The batcher's admission: work queued, the learnt cost, the verdict.
 
-    Runs on the event loop only (the batcher calls it from `submit` and after each batch).
+    Runs on the event loop only: the batcher calls `check` from `submit`, `enqueue`/`dequeue` as
+    items enter and leave its queue, and `observe_batch` after each forward pass.
     """
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, *, max_batch_size: int, max_batch_tokens: float, metrics: Metrics | None = None
+    ) -> None:
         self._metrics = metrics
-        self._rate = 0.0  # cost units per second of compute, a running estimate
-        self._batch_s = 0.0  # duration of the last forward pass
-        self.queued_cost = 0  # sum of item_cost over the queue
+        self._max_batch_size = max_batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self.cost = BatchCost()
+        self._pad_factor = 1.3  # padded / real tokens of a batch; learnt from the batches run
+        self._last_batch_s = 0.0
+        self.queued_items = 0
+        self.queued_tokens = 0.0
 
-    def check(self, costs: Sequence[int], deadline_s: float | None, *, busy: bool) -> None:
-        """Raise if a request of these chunk costs cannot meet `deadline_s`.
+    # ---- bookkeeping of the queue ----------------------------------------------------------------
+    def enqueue(self, tokens: float, items: int = 1) -> None:
+        self.queued_items += items
+        self.queued_tokens += tokens
+
+    def dequeue(self, tokens: float, items: int = 1) -> None:
+        self.queued_items -= items
+        self.queued_tokens -= tokens
+
+    def clear(self) -> None:
+        self.queued_items = 0
+        self.queued_tokens = 0.0
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def observe_batch(self, *, items: int, real_tokens: int, longest: int, seconds: float) -> None:
+        """Learn from one forward pass: `items` rows padded to `longest` tokens took `seconds`."""
+        if seconds <= 0 or items <= 0:
+            return
+        padded = items * longest
+        self.cost.observe(padded, seconds)
+        self._last_batch_s = seconds
+        if real_tokens > 0:
+            self._pad_factor += _PAD_ALPHA * (padded / real_tokens - self._pad_factor)
+
+    # ---- the estimate and the verdict --------------------------------------------------------------
+    def estimate_s(self, work: Work) -> float:
+        """Seconds of compute for `work`, cut into batches the way the batcher cuts them."""
+        if work.items <= 0:
+            return 0.0
+        padded = work.tokens * max(self._pad_factor, 1.0)
+        batches = max(
+            math.ceil(work.items / self._max_batch_size), math.ceil(padded / self._max_batch_tokens)
+        )
+        return batches * self.cost.fixed_s + padded * self.cost.per_token_s
+
+    def check(self, request: Work, deadline_s: float | None, *, busy: bool) -> None:
+        """Raise if the request cannot meet `deadline_s` behind the work already queued.
 
         DeadlineExceeded (504) when even an idle model could not; Overloaded (503 with
-        Retry-After) when the queue ahead would make it late. Silent until a batch has run.
+        Retry-After) when the queue ahead would make it late. Never on an idle server, never
+        before the cost fit is trusted.
         """
-        if deadline_s is None or self._rate <= 0:
+        if deadline_s is None or not self.cost.trusted or (not busy and self.queued_items == 0):
             return
-        # A deadline shorter than the request's own compute cannot be met even by an idle
-        # server: a 503 with Retry-After would invite retries that can never succeed.
-        alone_s = sum(costs) / self._rate
+        alone_s = self.estimate_s(request)
         if alone_s > deadline_s:
             self._count_refusal()
             raise DeadlineExceeded(
                 f"this request needs ~{alone_s:.3g} s of compute, more than its {deadline_s:g} s deadline"
             )
-        # The queue ahead, plus (if the model is busy) the batch computing and the one
-        # tokenised beside it; an idle model owes nothing to earlier batches.
-        in_flight_s = 2 * self._batch_s if busy else 0.0
-        expected_s = (self.queued_cost + sum(costs)) / self._rate + in_flight_s
+        # The batch computing now (about as long as the last one), then the queue, then this.
+        ahead = Work(self.queued_items + request.items, self.queued_tokens + request.tokens)
+        expected_s = self.estimate_s(ahead) + (self._last_batch_s if busy else 0.0)
         if expected_s > deadline_s * _DEADLINE_HEADROOM:
             self._count_refusal()
             raise Overloaded(
@@ -64,14 +181,6 @@ class AdmissionControl:
                 f"{deadline_s:g} s deadline",
                 retry_after_s=max(1, math.ceil(expected_s - deadline_s)),
             )
-
-    def observe_batch(self, cost: int, elapsed_s: float) -> None:
-        """Learn from one forward pass of `cost` units that took `elapsed_s`."""
-        if elapsed_s <= 0:
-            return
-        self._batch_s = elapsed_s
-        rate = cost / elapsed_s
-        self._rate = rate if self._rate == 0 else _RATE_ALPHA * rate + (1 - _RATE_ALPHA) * self._rate
 
     def _count_refusal(self) -> None:
         if self._metrics:

@@ -58,7 +58,13 @@ class Backend(Protocol):
     def info(self) -> BackendInfo: ...
 
     @property
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """False once the backend cannot serve (a dead batcher, a failed device)."""
+        ...
+
+    async def probe(self) -> bool:
+        """Check an unhealthy backend for real (a one-token forward pass); True once it serves again."""
+        ...
 
     def submit(
         self, texts: Sequence[str], *, deadline_s: float | None = None

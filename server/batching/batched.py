@@ -51,6 +51,9 @@ class BatchedBackend:
     def healthy(self) -> bool:
         return self.batcher.healthy
 
+    async def probe(self) -> bool:
+        return await self.batcher.probe()
+
     def submit(
         self, texts: Sequence[str], *, deadline_s: float | None = None
     ) -> list[asyncio.Future[ItemResult]]:

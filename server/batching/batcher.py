@@ -9,18 +9,23 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from models.base import AsyncModel, BatchOutput, Model
-from server.batching.admission import AdmissionControl, item_cost
+from server.batching.admission import AdmissionControl, Work
 from server.batching.backend import ItemResult
+from server.batching.faults import Failure, is_device_failure
 from server.batching.selection import select_batch
 from server.errors import (
     ConvoyError,
     InferenceFailed,
     InvalidInput,
     ModelUnavailable,
+    NonFiniteOutput,
     Overloaded,
     ShuttingDown,
 )
@@ -32,6 +37,10 @@ log = logging.getLogger("convoy.batcher")
 _GAP_ALPHA = 0.2
 # Weight of the newest batch in the running estimate of characters per token.
 _RATIO_ALPHA = 0.1
+_NON_FINITE = (
+    "the model produced a non-finite value (inf or NaN) for this input; with dtype {dtype} this is "
+    "usually an overflow: serve the model in float32 or bfloat16"
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -39,15 +48,14 @@ class _Item:
     text: str
     future: asyncio.Future[ItemResult]
     enqueued: float
-    cost: int
+    tokens: float  # estimated from characters until the tokenizer has counted
 
 
 @dataclass(slots=True)
 class _Prepared:
     items: list[_Item]
     encoded: Any = None
-    error: BaseException | None = None
-    started: float = field(default_factory=time.perf_counter)
+    failed: bool = False  # tokenisation raised: the forward step tokenises again, item by item
 
 
 class DynamicBatcher:
@@ -102,7 +110,12 @@ class DynamicBatcher:
         # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
         # that gathered nothing (a lone client), set again by evidence of concurrent clients.
         self._wait_pays = True
-        self._admission = AdmissionControl(metrics)
+        self._admission = AdmissionControl(
+            max_batch_size=max_batch_size, max_batch_tokens=self.max_batch_tokens, metrics=metrics
+        )
+        # A sticky device error (CUDA): every later forward fails too, so stop until a probe passes.
+        self._device_failure: Failure | None = None
+        self.unhealthy_since: float | None = None  # time.monotonic() when health was lost
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
 
@@ -132,11 +145,50 @@ class DynamicBatcher:
 
     @property
     def healthy(self) -> bool:
-        return self._failure is None and self._task is not None and not self._task.done()
+        """The loop runs and the device has not failed (a failed device: see `probe`)."""
+        return (
+            self._failure is None
+            and self._device_failure is None
+            and self._task is not None
+            and not self._task.done()
+        )
+
+    async def probe(self) -> bool:
+        """Check health with a real one-token forward pass when the device failed earlier.
+
+        Runs on the model thread, so never beside a batch. A pass clears the failure (the error
+        was transient); a dead collector loop never recovers.
+        """
+        if self._failure is not None or self._task is None or self._task.done():
+            return False
+        if self._device_failure is None:
+            return True
+        model = self._sync_model
+        if model is not None:
+            try:
+                await self._loop.run_in_executor(self._model_pool, self._forward, ["ok"], None)
+            except Exception as exc:
+                log.error("health probe: the device still fails (%s: %s)", type(exc).__name__, exc)
+                return False
+        log.warning("health probe passed: the device serves again")
+        self._device_failure = None
+        self.unhealthy_since = None
+        return True
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    def estimate_s(self, texts: Sequence[str]) -> float | None:
+        """Seconds of compute these texts should take on an idle model; None until batches tell."""
+        if not self._admission.cost.trusted:
+            return None
+        return self._admission.estimate_s(Work(len(texts), sum(self._token_estimates(texts))))
+
+    def _token_estimates(self, texts: Sequence[str]) -> list[float]:
+        # Tokens are estimated from characters, at the ratio the batches so far have shown.
+        ratio, special = self._chars_per_token, self._special_tokens
+        return [len(t) / ratio + special for t in texts]
 
     # ---- the one way in --------------------------------------------------------------------
     def submit(
@@ -150,6 +202,10 @@ class DynamicBatcher:
         """
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
+        if self._device_failure is not None:
+            raise ModelUnavailable(
+                f"the device failed ({self._device_failure.describe()}); the server must be restarted"
+            )
         if self._closed:
             if self._metrics:
                 self._metrics.rejected.labels("shutting_down").inc()
@@ -162,8 +218,9 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
-        costs = [item_cost(t) for t in texts]
-        self._admission.check(costs, deadline_s, busy=self._busy)
+        tokens = self._token_estimates(texts)
+        request_tokens = sum(tokens)
+        self._admission.check(Work(len(texts), request_tokens), deadline_s, busy=self._busy)
 
         now = time.perf_counter()
         if self._last_arrival:
@@ -180,11 +237,11 @@ class DynamicBatcher:
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
-        for text, cost in zip(texts, costs, strict=True):
+        for text, n in zip(texts, tokens, strict=True):
             fut: asyncio.Future[ItemResult] = loop.create_future()
-            self._queue.append(_Item(text, fut, now, cost))
+            self._queue.append(_Item(text, fut, now, n))
             futures.append(fut)
-        self._admission.queued_cost += sum(costs)
+        self._admission.enqueue(request_tokens, len(texts))
         self._set_depth()
         self._wake.set()
         return futures
@@ -247,7 +304,7 @@ class DynamicBatcher:
         skipped = 0
         while self._queue and len(window) < self._window:
             item = self._queue.popleft()
-            self._admission.queued_cost -= item.cost
+            self._admission.dequeue(item.tokens)
             if item.future.done():  # cancelled: client gone or deadline passed
                 skipped += 1
             else:
@@ -256,7 +313,7 @@ class DynamicBatcher:
             self._metrics.cancelled.labels(self._label).inc(skipped)
         # The oldest item plus those nearest it in length: similar lengths waste little padding.
         chosen = select_batch(
-            [len(it.text) / self._chars_per_token + self._special_tokens for it in window],
+            [it.tokens for it in window],
             self.max_batch_size,
             self.max_batch_tokens,
         )
@@ -265,7 +322,7 @@ class DynamicBatcher:
             picked = set(chosen)
             left = [it for i, it in enumerate(window) if i not in picked]
             self._queue.extendleft(reversed(left))
-            self._admission.queued_cost += sum(it.cost for it in left)
+            self._admission.enqueue(sum(it.tokens for it in left), len(left))
         self._set_depth()
         items.sort(key=lambda it: len(it.text))
         return items
@@ -278,8 +335,8 @@ class DynamicBatcher:
             prepared.encoded = await self._loop.run_in_executor(
                 self._tokenize_pool, self._sync_model.prepare, [it.text for it in items]
             )
-        except Exception as exc:
-            prepared.error = exc
+        except Exception:
+            prepared.failed = True  # retried (and isolated) in the forward step
         return prepared
 
     async def _compute(self, prepared: _Prepared) -> None:
@@ -287,16 +344,19 @@ class DynamicBatcher:
         items = [it for it in prepared.items if not it.future.done()]
         if len(items) < len(prepared.items) and self._metrics:
             self._metrics.cancelled.labels(self._label).inc(len(prepared.items) - len(items))
-        if not items:
-            return
-        encoded = prepared.encoded
-        if len(items) < len(prepared.items) or prepared.error is not None:
-            encoded = None  # re-tokenise the survivors (or retry a failed tokenisation)
-        await self._compute_items(items, encoded)
+        if len(items) < len(prepared.items) or prepared.failed:
+            prepared.encoded = None  # re-tokenise the survivors (or retry a failed tokenisation)
+        if items:
+            prepared.items = items
+            await self._compute_items(prepared)
 
-    async def _compute_items(self, items: list[_Item], encoded: Any) -> None:
+    async def _compute_items(self, prepared: _Prepared) -> None:
+        # The tensors move from `prepared` into this frame alone, so that dropping them here
+        # (on failure, before the retries) frees them: no caller keeps a reference.
+        items, encoded, prepared.encoded = prepared.items, prepared.encoded, None
         started = time.perf_counter()
         texts = [it.text for it in items]
+        failure: Failure | None = None
         try:
             if self._async_model is not None:
                 output = await self._async_model.forward_async(texts)
@@ -307,37 +367,62 @@ class DynamicBatcher:
         except ConvoyError as exc:
             # Already a client-facing error about the whole batch (e.g. a remote upstream is
             # down): bisecting would only repeat the failing call, so every item gets it as is.
-            if self._metrics:
-                self._metrics.chunks.labels(self._label, "error").inc(len(items))
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            self._fail_items(items, exc)
             return
         except Exception as exc:
-            await self._isolate(items, exc)
+            # Keep the type and message only: the exception's traceback holds the failed
+            # forward's frames, and with them its inputs and activations (PyTorch FAQ, "My out
+            # of memory exception handler can't allocate memory"). Leaving the except block
+            # drops them before the retries allocate again.
+            failure = Failure.of(exc)
+            device_failed = is_device_failure(exc)
+        if failure is not None:
+            del encoded  # the failed batch's tensors go too
+            if device_failed:
+                self._on_device_failure(items, failure)
+            else:
+                await self._isolate(items, failure)
             return
         elapsed = time.perf_counter() - started
-        text_tokens = int(output.tokens.sum()) - self._special_tokens * len(items)
+        tokens = output.tokens
+        text_tokens = int(tokens.sum()) - self._special_tokens * len(items)
         if text_tokens > 0:
             ratio = sum(len(t) for t in texts) / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
-        self._admission.observe_batch(sum(it.cost for it in items), elapsed)
+        self._admission.observe_batch(
+            items=len(items), real_tokens=int(tokens.sum()), longest=int(tokens.max()), seconds=elapsed
+        )
         if self._metrics:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)
-            self._metrics.chunks.labels(self._label, "ok").inc(len(items))
-        norms = output.norms
+        vectors, norms = output.vectors, output.norms
+        # A non-finite row (float16 overflow, a broken head) would be written as JSON `null`
+        # inside a 200: fail only the items it belongs to. One vectorised check per batch.
+        finite: npt.NDArray[np.bool_] | None = None
+        if not np.isfinite(vectors).all():
+            finite = np.asarray(np.isfinite(vectors).all(axis=1))
+        ok = 0
         for i, item in enumerate(items):
-            if not item.future.done():
-                item.future.set_result(
-                    ItemResult(
-                        vector=output.vectors[i],
-                        tokens=int(output.tokens[i]),
-                        queue_s=started - item.enqueued,
-                        inference_s=elapsed,
-                        norm=1.0 if norms is None else float(norms[i]),
-                    )
+            if item.future.done():
+                continue
+            if finite is not None and not finite[i]:
+                log.warning("the model produced a non-finite row (dtype %s)", self.model.info.dtype)
+                item.future.set_exception(NonFiniteOutput(_NON_FINITE.format(dtype=self.model.info.dtype)))
+                continue
+            ok += 1
+            item.future.set_result(
+                ItemResult(
+                    vector=vectors[i],
+                    tokens=int(tokens[i]),
+                    queue_s=started - item.enqueued,
+                    inference_s=elapsed,
+                    norm=1.0 if norms is None else float(norms[i]),
                 )
+            )
+        if self._metrics:
+            self._metrics.chunks.labels(self._label, "ok").inc(ok)
+            if ok < len(items):
+                self._metrics.chunks.labels(self._label, "error").inc(len(items) - ok)
 
     def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
         model = self._sync_model
@@ -346,23 +431,37 @@ class DynamicBatcher:
             encoded = model.prepare(texts)
         return model.forward(encoded)
 
-    async def _isolate(self, items: list[_Item], exc: Exception) -> None:
+    async def _isolate(self, items: list[_Item], failure: Failure) -> None:
         # Bisect: the halves without the culprit succeed; only the culprit's future fails.
         # This also turns an out-of-memory error on a big batch into smaller batches.
         if len(items) == 1:
-            log.warning("model failed on one input: %r", exc, exc_info=exc)
-            if self._metrics:
-                self._metrics.chunks.labels(self._label, "error").inc()
-            if not items[0].future.done():
-                items[0].future.set_exception(
-                    InferenceFailed(f"the model failed on this input ({type(exc).__name__})")
-                )
+            log.warning("model failed on one input: %s", failure.describe())
+            self._fail_items(items, InferenceFailed(f"the model failed on this input ({failure.type_name})"))
             return
         mid = len(items) // 2
         for half in (items[:mid], items[mid:]):
             alive = [it for it in half if not it.future.done()]
             if alive:
-                await self._compute_items(alive, None)
+                await self._compute_items(_Prepared(alive))
+
+    def _on_device_failure(self, items: list[_Item], failure: Failure) -> None:
+        # Not the input's fault, and not recoverable by retrying on the same device: every item
+        # of the batch (and everything queued behind it) fails with 503, health turns false
+        # until a probe passes, and `convoy serve` exits after --unhealthy-exit-s.
+        log.error("the device failed; the model is unhealthy until a probe passes: %s", failure.describe())
+        self._device_failure = failure
+        if self.unhealthy_since is None:
+            self.unhealthy_since = time.monotonic()
+        error = ModelUnavailable(f"the device failed ({failure.describe()}); the server must be restarted")
+        self._fail_items(items, error)
+        self._fail_queued(error)
+
+    def _fail_items(self, items: list[_Item], exc: Exception) -> None:
+        if self._metrics:
+            self._metrics.chunks.labels(self._label, "error").inc(len(items))
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)
 
     def _on_compute_done(self, _: asyncio.Task[None]) -> None:
         self._busy = False
@@ -375,6 +474,7 @@ class DynamicBatcher:
         exc = task.exception()
         if exc is not None:
             self._failure = exc
+            self.unhealthy_since = time.monotonic()
             log.error("the batcher loop died; failing every queued chunk", exc_info=exc)
             self._fail_queued(ModelUnavailable("the model can no longer serve"))
 
@@ -383,7 +483,7 @@ class DynamicBatcher:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(exc)
-        self._admission.queued_cost = 0
+        self._admission.clear()
         self._set_depth()
 
     def _set_depth(self) -> None:

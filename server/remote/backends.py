@@ -82,6 +82,9 @@ class UpstreamBackend:
     def healthy(self) -> bool:
         return not self._upstreams.closed
 
+    async def probe(self) -> bool:
+        return self.healthy  # each upstream's health is its own; the client itself is what is here
+
     def submit(
         self, texts: Sequence[str], *, deadline_s: float | None = None
     ) -> list[asyncio.Future[ItemResult]]:

@@ -29,10 +29,13 @@ class FakeModel:
 
     `gate`: forward waits on it (so submissions pile up while the model is "busy"); with
     `gate_if`, only batches it returns True for wait.
-    `fail_if`: forward raises when it returns True for the batch (e.g. a marked text inside,
-    or a batch above some size to mimic out-of-memory).
+    `fail_if`: forward raises `error()` when it returns True for the batch (e.g. a marked text
+    inside, or a batch above some size to mimic out-of-memory; a CUDA-like message for a
+    failed device).
     `seconds_per_batch`: compute cost of one forward pass, whatever its size (like a GPU below
-    saturation), so capacity is known: max_batch_size / seconds_per_batch chunks per second.
+    saturation), so capacity is known: max_batch_size / seconds_per_batch chunks per second;
+    `seconds_per_token` adds a cost per padded token (words here), like a saturated device.
+    `vector_for`: the row of one text (default `fake_vector`).
     `seen` lists every text that reached forward (before the gate); `batches` the batches that
     completed.
     """
@@ -44,13 +47,19 @@ class FakeModel:
         gate: threading.Event | None = None,
         gate_if: Texts | None = None,
         fail_if: Texts | None = None,
+        error: Callable[[], Exception] = lambda: RuntimeError("injected failure"),
         seconds_per_batch: float = 0.0,
+        seconds_per_token: float = 0.0,
+        vector_for: Callable[[str], np.ndarray] = fake_vector,
     ) -> None:
         self.info = ModelInfo(name=name, task="embed", device="cpu", dtype="float32", max_tokens=512, dim=2)
         self.gate = gate
         self.gate_if = gate_if
         self.fail_if = fail_if
+        self.error = error
         self.seconds_per_batch = seconds_per_batch
+        self.seconds_per_token = seconds_per_token
+        self.vector_for = vector_for
         self.batches: list[list[str]] = []
         self.seen: list[str] = []
         self._seen_lock = threading.Lock()
@@ -68,14 +77,13 @@ class FakeModel:
         if gated and self.gate is not None and not self.gate.wait(timeout=30):
             raise TimeoutError("test gate never opened")
         if self.fail_if is not None and self.fail_if(prepared):
-            raise RuntimeError("injected failure")
-        if self.seconds_per_batch:
-            time.sleep(self.seconds_per_batch)  # simulated compute on the model thread
+            raise self.error()
+        tokens = np.array(self.count_tokens(prepared), dtype=np.int64)
+        cost = self.seconds_per_batch + self.seconds_per_token * len(prepared) * int(tokens.max())
+        if cost:
+            time.sleep(cost)  # simulated compute on the model thread
         self.batches.append(list(prepared))
-        return BatchOutput(
-            vectors=np.stack([fake_vector(t) for t in prepared]),
-            tokens=np.array([len(t.split()) for t in prepared], dtype=np.int64),
-        )
+        return BatchOutput(vectors=np.stack([self.vector_for(t) for t in prepared]), tokens=tokens)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) for t in texts]

@@ -21,9 +21,12 @@ router = APIRouter(tags=["operations"])
 )
 async def health(runtime: RuntimeDep) -> StatusResponse:
     # The lifespan loads the model before the socket accepts, so a 200 here means loaded. Unlike
-    # /ready it stays 200 while draining: the process is stopping on purpose, not broken.
-    if not runtime.draining and not all(b.healthy for b in runtime.backends.values()):
-        raise ModelUnavailable("the model can no longer serve; restart the server")
+    # /ready it stays 200 while draining: the process is stopping on purpose, not broken. After a
+    # device failure, a real one-token forward pass decides (as text-embeddings-inference does).
+    if not runtime.draining:
+        for backend in runtime.backends.values():
+            if not backend.healthy and not await backend.probe():
+                raise ModelUnavailable("the model can no longer serve; restart the server")
     return StatusResponse(status="ok")
 
 

@@ -6,14 +6,13 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from server.batching.backend import ItemResult
 from server.batching.batcher import DynamicBatcher
-from server.errors import DeadlineExceeded, InferenceFailed, InvalidInput, Overloaded, ShuttingDown
+from server.errors import InferenceFailed, InvalidInput, Overloaded, ShuttingDown
 from server.metrics import Metrics
 from tests.support.fake_model import FakeModel, fake_vector
 
@@ -30,13 +29,6 @@ async def started(model: FakeModel, **kw: float) -> DynamicBatcher:
     )
     await batcher.start()
     return batcher
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[threading.Event]:
-    event = threading.Event()
-    yield event
-    event.set()  # never leave a model thread blocked
 
 
 async def wait_until_forward_started(model: FakeModel) -> None:
@@ -266,32 +258,4 @@ async def test_token_budget_caps_padded_batch_cost(gate: threading.Event) -> Non
     gate.set()
     await asyncio.gather(*first, *rest)
     assert [len(b) for b in model.batches[1:]] == [3, 3]
-    await batcher.stop()
-
-
-async def test_deadline_no_idle_model_could_meet_is_refused_with_504_at_once() -> None:
-    model = FakeModel(seconds_per_batch=0.05)
-    batcher = await started(model, max_batch_size=4)
-    await asyncio.gather(*batcher.submit(["learn the rate"]))  # ~20 chunks/s from now on
-    with pytest.raises(DeadlineExceeded):
-        batcher.submit(["a", "b", "c", "d"], deadline_s=0.01)  # needs ~0.2 s even alone
-    assert batcher.queue_depth == 0
-    (ok,) = await asyncio.gather(*batcher.submit(["fits"], deadline_s=10))
-    np.testing.assert_array_equal(ok.vector, fake_vector("fits"))
-    assert [t for b in model.batches for t in b] == ["learn the rate", "fits"]
-    await batcher.stop()
-
-
-async def test_admission_weighs_chunks_by_length_not_count() -> None:
-    model = FakeModel(seconds_per_batch=0.05)
-    batcher = await started(model, max_batch_size=4, max_queue=10_000)
-    long_texts = ["x" * 2000 + str(i) for i in range(4)]
-    await asyncio.gather(*batcher.submit(long_texts))  # one batch: 4 long chunks in ~0.05 s
-    # Counted in chunks, 1000 more would look like 250 such batches (~12 s); they are tiny.
-    tiny = batcher.submit([f"w{i}" for i in range(1000)], deadline_s=2)
-    assert len(tiny) == 1000
-    with pytest.raises(DeadlineExceeded):  # the same count of long chunks is refused
-        batcher.submit(["y" * 2000] * 1000, deadline_s=2)
-    for f in tiny:
-        f.cancel()
     await batcher.stop()

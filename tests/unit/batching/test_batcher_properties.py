@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -199,7 +200,9 @@ def _check(config: Config, run: Run) -> None:
     assert all(len(b) <= config.max_batch_size for b in run.model.batches)
     assert not set(run.refused) & set(computed), "a refused text was computed"
     assert run.batcher.queue_depth == 0
-    assert run.batcher._admission.queued_cost == 0  # admission's view of the queue agrees with the queue
+    # Admission's view of the queue agrees with the queue.
+    assert run.batcher._admission.queued_items == 0
+    assert run.batcher._admission.queued_tokens == pytest.approx(0, abs=1e-6)
     assert run.healthy_at_end, "the batcher loop died"
     for entry in run.tracked:
         fut = entry.future

@@ -1,0 +1,128 @@
+"""Admission: the cost fit, and refusals only on evidence (a busy server, a trusted fit)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from server.batching.admission import AdmissionControl, BatchCost, Work
+from server.batching.batcher import DynamicBatcher
+from server.errors import DeadlineExceeded, Overloaded
+from tests.support.fake_model import FakeModel
+
+# A model whose forward pass costs 10 ms plus 0.2 ms per padded token (a token is a word here).
+FIXED_S, PER_TOKEN_S = 0.01, 0.0002
+
+
+def words(n: int, tag: str = "w") -> str:
+    return " ".join(f"{tag}{i}" for i in range(n))
+
+
+# ---- the fit ----------------------------------------------------------------------------------------
+def test_the_fit_separates_the_fixed_part_from_the_part_per_token() -> None:
+    cost = BatchCost()
+    for padded in [16, 64, 256, 1024, 4096, 32, 128, 512, 2048, 8192] * 3:
+        cost.observe(padded, 0.004 + 2e-6 * padded)
+    assert cost.trusted
+    assert cost.fixed_s == pytest.approx(0.004, rel=0.02)
+    assert cost.per_token_s == pytest.approx(2e-6, rel=0.02)
+
+
+def test_before_batch_sizes_spread_a_batch_costs_the_mean_batch_time() -> None:
+    cost = BatchCost()
+    for _ in range(3):
+        cost.observe(100, 0.01)
+    assert not cost.trusted  # too few batches to estimate at all
+    for _ in range(17):
+        cost.observe(100, 0.01)  # one size only: fixed and per-token parts cannot be told apart
+    assert cost.trusted and not cost.separated
+    assert (cost.fixed_s, cost.per_token_s) == (pytest.approx(0.01), 0.0)
+    cost.observe(400, 0.02)
+    assert cost.separated and cost.per_token_s > 0
+
+
+def test_a_thousand_small_documents_are_estimated_from_both_parts() -> None:
+    # Learnt on tiny batches (where the fixed part dominates), extrapolated to 1,000 documents of
+    # ~50 tokens in batches of 32: a per-character rate would say ~6x more.
+    admission = AdmissionControl(max_batch_size=32, max_batch_tokens=16384)
+    for items, longest in [(1, 8), (2, 10), (1, 12), (4, 9), (1, 30), (2, 20), (8, 12), (1, 60)] * 2:
+        admission.observe_batch(
+            items=items, real_tokens=items * longest, longest=longest, seconds=0.02 + 1e-4 * items * longest
+        )
+    estimate = admission.estimate_s(Work(items=1000, tokens=50_000))
+    truth = 32 * 0.02 + 1e-4 * 50_000  # 32 batches (1000 / 32), every token once
+    assert truth / 2 <= estimate <= truth * 2
+
+
+def test_the_estimate_cuts_batches_by_the_token_budget_too() -> None:
+    admission = AdmissionControl(max_batch_size=1000, max_batch_tokens=1000)
+    for padded in [10, 100, 1000, 50, 500] * 2:
+        admission.observe_batch(items=1, real_tokens=padded, longest=padded, seconds=0.01 + 1e-5 * padded)
+    one_batch = admission.estimate_s(Work(items=10, tokens=900))
+    ten_batches = admission.estimate_s(Work(items=10, tokens=9000))
+    assert ten_batches - one_batch == pytest.approx(9 * 0.01 + 8100 * 1e-5 * admission._pad_factor, rel=0.05)
+
+
+# ---- the batcher's verdicts -------------------------------------------------------------------------
+async def trained(model: FakeModel, **kw: float) -> DynamicBatcher:
+    """A started batcher whose cost fit has seen batches of several sizes."""
+    params: dict[str, float] = {"max_batch_size": 8, "max_wait_ms": 0, "max_queue": 10_000}
+    params.update(kw)
+    batcher = DynamicBatcher(model, **params)  # type: ignore[arg-type]
+    await batcher.start()
+    for n_items, n_words in [(1, 2), (2, 8), (4, 4), (1, 30), (8, 2), (2, 16), (1, 4), (4, 12)]:
+        await asyncio.gather(*batcher.submit([words(n_words)] * n_items))
+    assert batcher._admission.cost.trusted
+    return batcher
+
+
+async def test_an_idle_server_never_refuses_on_an_estimate() -> None:
+    model = FakeModel(seconds_per_batch=FIXED_S, seconds_per_token=PER_TOKEN_S)
+    batcher = await trained(model)
+    # Needs ~1 s of compute, far beyond its 10 ms deadline: admitted, the route's deadline cuts it.
+    futures = batcher.submit([words(60)] * 64, deadline_s=0.01)
+    assert len(futures) == 64
+    for f in futures:
+        f.cancel()
+    await batcher.stop()
+
+
+async def test_a_busy_server_refuses_at_once_what_it_cannot_finish(gate: threading.Event) -> None:
+    model = FakeModel(seconds_per_batch=FIXED_S, seconds_per_token=PER_TOKEN_S, gate=gate)
+    gate.set()
+    batcher = await trained(model)
+    gate.clear()
+    model.forward_started.clear()
+    busy = batcher.submit([words(4)])
+    await asyncio.to_thread(model.forward_started.wait, 5)
+    with pytest.raises(DeadlineExceeded):  # ~1 s of its own compute against a 0.5 s deadline
+        batcher.submit([words(60)] * 64, deadline_s=0.5)
+    queued = batcher.submit([words(60)] * 32, deadline_s=10)  # ~0.5 s of work now waits
+    with pytest.raises(Overloaded) as info:  # fits alone (~0.1 s), not behind the queue
+        batcher.submit([words(60)] * 6, deadline_s=0.4)
+    assert "Retry-After" in info.value.headers()
+    assert len(batcher.submit([words(2)], deadline_s=10)) == 1  # a long deadline still fits
+    gate.set()
+    await asyncio.gather(*busy, *queued)
+    await batcher.stop()
+
+
+async def test_admission_weighs_chunks_by_tokens_not_count(gate: threading.Event) -> None:
+    model = FakeModel(seconds_per_batch=FIXED_S, seconds_per_token=PER_TOKEN_S, gate=gate)
+    gate.set()
+    batcher = await trained(model, max_batch_size=32)
+    gate.clear()
+    model.forward_started.clear()
+    busy = batcher.submit([words(2)])
+    await asyncio.to_thread(model.forward_started.wait, 5)
+    tiny = batcher.submit([f"w{i}" for i in range(1000)], deadline_s=5)  # ~32 batches of 1 token
+    assert len(tiny) == 1000
+    with pytest.raises(DeadlineExceeded):  # the same count of 100-token chunks: ~20 s
+        batcher.submit([words(100)] * 1000, deadline_s=5)
+    for f in tiny:
+        f.cancel()
+    gate.set()
+    await asyncio.gather(*busy)
+    await batcher.stop()
