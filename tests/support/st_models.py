@@ -134,6 +134,28 @@ def build_tiny_roberta(folder: Path) -> Path:
     return folder
 
 
+def build_lowercase(folder: Path) -> Path:
+    """do_lower_case over a cased tokenizer (the tiny RoBERTa's): "HELLO" and "hello" embed alike.
+
+    sentence-transformers 6 bakes lower-casing into tokenizer.json when it saves; older releases
+    wrote `do_lower_case` (and `max_seq_length`) into sentence_bert_config.json instead, and
+    loaders must still honour that, so the flag is written the old way here.
+    """
+    import json
+    from tempfile import TemporaryDirectory
+
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    with TemporaryDirectory() as base:
+        build_tiny_roberta(Path(base))
+        _save_st(folder, [Transformer(base), Pooling(32, "mean")])
+    config_file = folder / "sentence_bert_config.json"
+    config = json.loads(config_file.read_text())
+    config.update(max_seq_length=128, do_lower_case=True)
+    config_file.write_text(json.dumps(config, indent=2))
+    return folder
+
+
 # Every shape, by the name the fixtures and tests use.
 BUILDERS = {
     "cls_dense_normalize": build_cls_dense_normalize,
@@ -148,6 +170,7 @@ BUILDERS = {
     "single_label": build_single_label_classifier,
     "cross_encoder": build_cross_encoder,
     "tiny_roberta": build_tiny_roberta,
+    "lowercase": build_lowercase,
 }
 
 
