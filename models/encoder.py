@@ -64,18 +64,15 @@ class HFEncoder:
         return self.encoder.decode(ids)
 
     def collate(self, batch: Sequence[Encoded]) -> Collated:
-        padded = pad(batch, self.encoder.pad_id)
-        inputs = {
-            "input_ids": torch.from_numpy(padded.input_ids),
-            "attention_mask": torch.from_numpy(padded.attention_mask),
-        }
-        if self.encoder.takes_type_ids:
-            type_ids = padded.type_ids if padded.type_ids is not None else np.zeros_like(padded.input_ids)
-            inputs["token_type_ids"] = torch.from_numpy(type_ids)
+        padded = pad(batch, self.encoder.pad_id, type_ids=self.encoder.takes_type_ids)
+        block = torch.from_numpy(padded.block)
         prompt_lengths = None if padded.prompt_lengths is None else torch.from_numpy(padded.prompt_lengths)
         if self._device.type != "cpu":
-            inputs = {k: self._to_device(v) for k, v in inputs.items()}
+            block = self._to_device(block)
             prompt_lengths = None if prompt_lengths is None else self._to_device(prompt_lengths)
+        inputs = {"input_ids": block[0], "attention_mask": block[1]}
+        if len(block) > 2:
+            inputs["token_type_ids"] = block[2]
         return Collated(inputs, prompt_lengths, padded.lengths)
 
     def prepare(self, texts: Sequence[str]) -> Collated:

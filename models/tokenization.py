@@ -52,6 +52,9 @@ class InputEncoder:
         self._hf = tokenizer  # only for decode, under a lock: it is not safe to share mid-call
         self._decode_lock = threading.Lock()
         self._special_ids = frozenset(int(i) for i in tokenizer.all_special_ids)
+        # Single texts get all-zero type ids from nearly every template ([CLS] A [SEP]): then
+        # Encoded carries None and the hot path never reads them (each getter costs a list).
+        self._single_type_ids = any(whole.encode("a b").type_ids)
         self._include_prompt = include_prompt
         self._prompt_lengths: dict[str, int] = {}
         self.max_tokens = max_tokens
@@ -70,7 +73,9 @@ class InputEncoder:
         inputs = [prompt + t for t in texts] if prompt else list(texts)
         encodings = (self._cut if truncate else self._whole).encode_batch_fast(inputs)
         skip = self._prompt_length(prompt) if prompt and not self._include_prompt else 0
-        return [_encoded(e, skip) for e in encodings]
+        if not self._single_type_ids:
+            return [Encoded(e.ids, None, skip) for e in encodings]
+        return [Encoded(e.ids, e.type_ids, skip) for e in encodings]
 
     def encode_pairs(
         self, query: str, documents: Sequence[str], *, prompt: str | None = None, truncate: bool = True
@@ -123,11 +128,6 @@ class InputEncoder:
             cached = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
             self._prompt_lengths[prompt] = cached  # a race only computes the same value twice
         return cached
-
-
-def _encoded(encoding: Encoding, prompt_length: int) -> Encoded:
-    type_ids = encoding.type_ids
-    return Encoded(encoding.ids, type_ids if any(type_ids) else None, prompt_length)
 
 
 def _spans(text: str, encoding: Encoding) -> list[TokenSpan]:
