@@ -15,6 +15,9 @@ from transformers import PreTrainedTokenizerBase
 from models.base import Encoded, TokenIdError, TokenSpan
 from models.errors import ModelLoadError
 
+# Prompt lengths remembered per encoder; the model's named prompts fit many times over.
+_PROMPT_CACHE_SIZE = 256
+
 
 class InputEncoder:
     """Tokenisation for one model.
@@ -126,7 +129,8 @@ class InputEncoder:
         if cached is None:
             ids = self._cut.encode(prompt).ids
             cached = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
-            self._prompt_lengths[prompt] = cached  # a race only computes the same value twice
+            if len(self._prompt_lengths) < _PROMPT_CACHE_SIZE:  # bounded: prompts may be free text
+                self._prompt_lengths[prompt] = cached  # a race only computes the same value twice
         return cached
 
 

@@ -191,3 +191,14 @@ def test_matryoshka_dimensions_come_from_the_spec_or_not_at_all() -> None:
     assert load_model(ModelSpec(torch_threads=1, warmup_batch_size=1)).info.matryoshka_dims == ()
     spec = ModelSpec(torch_threads=1, warmup_batch_size=1, matryoshka_dims=(256, 128))
     assert load_model(spec).info.matryoshka_dims == (128, 256)
+
+
+def test_server_prompts_and_default_apply_as_the_model_would(st_model: StModel) -> None:
+    folder = st_model("prompted_exclusive")
+    model = load(folder, prompts=(("code", "code: "),), default_prompt_name="passage")
+    info = model.info
+    assert (info.default_prompt_name, info.default_prompt) == ("passage", "passage: ")
+    assert ("code", "code: ") in info.prompts and ("query", "query: ") in info.prompts
+    reference = reference_embedder(folder, model)
+    assert_same_rows(embed(model, TEXTS), reference.encode(TEXTS, prompt_name="passage"))
+    assert_same_rows(embed(model, TEXTS, "code: "), reference.encode(TEXTS, prompt="code: "))
