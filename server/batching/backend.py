@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 # What a backend answers each chunk with: a model's row (embed, classify), or the arbitrary JSON
 # of a plain remote upstream ("json"), which is no model task and so lives here, not in models/.
-ServedTask = Literal["embed", "classify", "json"]
+ServedTask = Literal["embed", "classify", "rerank", "json"]
 
 
 class BackendInfo(Protocol):
