@@ -19,6 +19,7 @@ examples:
   convoy bench --concurrency 16 --duration 10
   convoy bench --sweep 1,4,16,64,256 --profile paragraph --json out.json --plot out.png
   convoy bench --rate 50,100,200 --duration 20           # open loop, Poisson arrivals
+  convoy bench --concurrency 256 --processes 4            # when one client process saturates
   convoy bench --route /v1/embeddings --profile long
   convoy bench --offline --profile short --max-batch-size 32 --torch-threads 1
 """
@@ -106,6 +107,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--warmup", type=_non_negative, default=1.0, help="seconds of discarded load before each level [1]"
     )
     load.add_argument("--seed", type=int, default=0, help="seed of the corpus and the arrivals [0]")
+    load.add_argument(
+        "--processes",
+        "-p",
+        type=_positive(int),
+        default=1,
+        help="generator processes, each with its share of the concurrency (or rate) and requests; "
+        "one merged report. One process manages a few thousand requests/s [1]",
+    )
 
     src = p.add_argument_group("inputs")
     src.add_argument("--profile", default="short", choices=PROFILES, help="generated corpus [%(default)s]")

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
 import platform
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from server import __version__
+from server.bench.aio import run_async
+from server.bench.client import Target
 from server.bench.corpus import build_corpus, load_file
 from server.bench.plot import Panel, PlotUnavailable, plot_panels, require_matplotlib
+from server.bench.processes import GeneratorFailed, run_levels
 from server.bench.report import format_table, notes, write_json
 from server.bench.routes import ROUTES, BuildOptions, build_payloads
-from server.bench.runner import Load, Target, run_levels
+from server.bench.runner import Load
 from server.bench.stats import LevelSummary
 
-T = TypeVar("T")
 DEFAULT_DURATION_S = 10.0
 OPEN_LOOP_MAX_INFLIGHT = 512
 
@@ -34,7 +34,7 @@ class BenchError(Exception):
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (BenchError, PlotUnavailable) as exc:
+    except (BenchError, PlotUnavailable, GeneratorFailed) as exc:
         print(f"convoy bench: error: {exc}", file=sys.stderr)
         return 2
 
@@ -48,10 +48,14 @@ def _run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     meta = _meta(args, texts)
     if args.offline:
+        if args.processes > 1:
+            raise BenchError("--processes splits HTTP load; --offline measures the model in one process")
         return _offline(args, texts, meta, progress)
     loads = plan_loads(args)
     target = _target(args, texts, meta)
-    levels = _run_async(run_levels(target, loads, warmup_s=args.warmup, progress=progress, seed=args.seed))
+    levels = run_levels(
+        target, loads, processes=args.processes, warmup_s=args.warmup, progress=progress, seed=args.seed
+    )
     _report(args, meta, levels, title=f"{args.route} · {meta['inputs']}")
     return 0
 
@@ -85,7 +89,7 @@ def _target(args: argparse.Namespace, texts: list[str], meta: dict[str, Any]) ->
         raise BenchError("/process needs at least one --api-url (an upstream the server may call)")
     api_key = args.api_key or os.environ.get("CONVOY_BENCH_API_KEY")
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    server = _run_async(_preflight(args.url, args.timeout, headers))
+    server = run_async(_preflight(args.url, args.timeout, headers))
     meta["server"] = server
     model_name = args.model_name
     if args.route == "/v1/embeddings" and not model_name:
@@ -192,17 +196,9 @@ def _meta(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
         "requests": args.requests,
         "duration_s": args.duration,
         "seed": args.seed,
+        "processes": None if args.offline else args.processes,
         "series": "raw model" if args.offline else args.url,
         "host": platform.node(),
         "python": platform.python_version(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
-
-
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """uvloop when installed (it is, with uvicorn[standard]): less generator overhead per request."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)

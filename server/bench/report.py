@@ -82,15 +82,39 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def client_saturation(s: LevelSummary) -> str | None:
+    """Why the generator itself may have capped this level, or None.
+
+    A process near 100% of a core is saturated; so are N processes that together use nearly
+    all the cores they may run on (two processes on one core each show only 50%).
+    """
+    shares: list[float] = s.extra.get("client_cpu_by_process") or (
+        [] if s.client_cpu is None else [s.client_cpu]
+    )
+    if not shares:
+        return None
+    limit = "the figures may be limited by the client, not the server"
+    if len(shares) == 1 and shares[0] >= CLIENT_CPU_WARN:
+        return f"{s.label}: the load generator used {shares[0]:.0%} of a core; {limit}"
+    if max(shares) >= CLIENT_CPU_WARN:
+        each = ", ".join(f"{x:.0%}" for x in shares)
+        return f"{s.label}: a load generator process used {max(shares):.0%} of a core ({each}); {limit}"
+    cores = s.extra.get("client_cores")
+    if cores and len(shares) > cores and sum(shares) >= CLIENT_CPU_WARN * cores:
+        return (
+            f"{s.label}: {len(shares)} load generator processes used {sum(shares):.1f} of the "
+            f"{cores} cores they may run on; {limit}"
+        )
+    return None
+
+
 def notes(levels: Sequence[LevelSummary]) -> list[str]:
     """Warnings a reader needs to trust (or distrust) the table."""
     out = []
     for s in levels:
-        if s.client_cpu is not None and s.client_cpu >= CLIENT_CPU_WARN:
-            out.append(
-                f"{s.label}: the load generator used {s.client_cpu:.0%} of a core; "
-                "the figures may be limited by the client, not the server"
-            )
+        saturated = client_saturation(s)
+        if saturated:
+            out.append(saturated)
         for kind, example in s.error_examples.items():
             if example:
                 out.append(f"{s.label}: {kind} e.g. {example[:200]!r}")

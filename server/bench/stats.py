@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,19 +63,49 @@ class Recorder:
 
     def add(self, outcome: Outcome, latency_s: float) -> None:
         if outcome.error is not None:
-            self.errors[outcome.error] += 1
-            self.error_examples.setdefault(outcome.error, outcome.detail)
-            return
+            self.add_error(outcome.error, outcome.detail)
+        else:
+            self.add_ok(latency_s, outcome.chunks, outcome.tokens, outcome.queue_ms, outcome.inference_ms)
+
+    def add_ok(
+        self,
+        latency_s: float,
+        chunks: int,
+        tokens: int | None,
+        queue_ms: float | None = None,
+        inference_ms: float | None = None,
+    ) -> None:
+        """A correct answer. The generator's hot path calls this directly: no `Outcome` per request."""
         self.latencies_s.append(latency_s)
-        self.chunks += outcome.chunks
-        if outcome.tokens is None:
+        self.chunks += chunks
+        if tokens is None:
             self.tokens_known = False
         else:
-            self.tokens += outcome.tokens
-        if outcome.queue_ms is not None:
-            self.queue_ms.append(outcome.queue_ms)
-        if outcome.inference_ms is not None:
-            self.inference_ms.append(outcome.inference_ms)
+            self.tokens += tokens
+        if queue_ms is not None:
+            self.queue_ms.append(queue_ms)
+        if inference_ms is not None:
+            self.inference_ms.append(inference_ms)
+
+    def add_error(self, kind: str, detail: str = "") -> None:
+        self.errors[kind] += 1
+        self.error_examples.setdefault(kind, detail)
+
+    @classmethod
+    def merged(cls, recorders: Iterable[Recorder]) -> Recorder:
+        """One recorder holding every raw sample of `recorders` (so percentiles span all of them)."""
+        out = cls()
+        for rec in recorders:
+            out.latencies_s += rec.latencies_s
+            out.errors.update(rec.errors)
+            for kind, example in rec.error_examples.items():
+                out.error_examples.setdefault(kind, example)
+            out.chunks += rec.chunks
+            out.tokens += rec.tokens
+            out.tokens_known = out.tokens_known and rec.tokens_known
+            out.queue_ms += rec.queue_ms
+            out.inference_ms += rec.inference_ms
+        return out
 
     @property
     def ok(self) -> int:
