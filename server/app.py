@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -15,7 +16,7 @@ from server.api.deps import RequireAuth
 from server.api.error_handlers import install_error_handlers
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware, install_cors
 from server.api.responses import FastJSONResponse
-from server.api.routes import health, openai, predict, process, stream, tei, ws
+from server.api.routes import health, openai, predict, process, rerank, stream, tei, ws
 from server.api.schemas import UNAUTHORIZED
 from server.batching.backend import Backend
 from server.batching.batched import BatchedBackend
@@ -27,6 +28,9 @@ from server.remote.client import UpstreamClient
 from server.runtime import Runtime
 from server.security import Authenticator, log_auth_mode
 
+if TYPE_CHECKING:
+    from models.spec import ModelSpec
+
 log = logging.getLogger("convoy")
 
 ModelFactory = Callable[[Settings], Model]
@@ -34,18 +38,27 @@ ModelFactory = Callable[[Settings], Model]
 
 def load_configured_model(settings: Settings) -> Model:
     """The default factory: the model named by the settings, loaded and warmed up (blocking)."""
-    from models.loader import ModelSpec, load_model
+    from models.loader import load_model
 
-    return load_model(
-        ModelSpec(
-            source=settings.model,
-            task=settings.task,
-            device=settings.device,
-            dtype=settings.dtype,
-            torch_threads=settings.torch_threads,
-            warmup_batch_size=settings.max_batch_size,
-            name=settings.model_name,
-        )
+    return load_model(model_spec(settings))
+
+
+def model_spec(settings: Settings) -> ModelSpec:
+    """What `settings` ask of the model loader (also checked cheaply by the CLI before serving)."""
+    from models.spec import ModelSpec
+
+    return ModelSpec(
+        source=settings.model,
+        task=settings.task,
+        device=settings.device,
+        dtype=settings.dtype,
+        torch_threads=settings.torch_threads,
+        warmup_batch_size=settings.max_batch_size,
+        name=settings.model_name,
+        pooling=settings.pooling,
+        default_prompt_name=settings.default_prompt_name,
+        default_prompt=settings.default_prompt,
+        matryoshka_dims=tuple(settings.matryoshka_dims),
     )
 
 
@@ -140,7 +153,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         RequestContextMiddleware, json_access_log=settings.access_log and settings.log_format == "json"
     )
     app.include_router(health.router)
-    for router in (predict.router, process.router, stream.router, ws.router, openai.router, tei.router):
+    routers = (predict, process, stream, ws, openai, tei, rerank)
+    for router in (module.router for module in routers):
         app.include_router(router, dependencies=[RequireAuth], responses=UNAUTHORIZED)
     return app
 

@@ -66,8 +66,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> None:
-    from models.loader import ModelLoadError, ModelSpec, check_spec
-    from server.app import create_app
+    from models.loader import ModelLoadError, check_spec
+    from server.app import create_app, model_spec
     from server.multi_model import ModelsFileError, served_models
     from server.security import SecurityConfigError
     from server.serving import run
@@ -82,14 +82,7 @@ def serve(settings: Settings) -> None:
         # A remote backend loads no model; on Ray the replicas load on the cluster's nodes (this
         # host may lack the GPU or the files).
         for model in models if settings.backend == "local" and not settings.ray else []:
-            check_spec(
-                ModelSpec(
-                    source=model.model,
-                    task=model.task,
-                    device=model.device,
-                    dtype=model.dtype,
-                )
-            )
+            check_spec(model_spec(model))
         app = create_app(settings)  # checks the security settings, on Ray too
     except (ModelLoadError, ModelsFileError, SecurityConfigError) as exc:
         sys.exit(f"convoy: error: {exc}")

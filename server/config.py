@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-Task = Literal["embed", "classify"]
+Task = Literal["embed", "classify", "rerank"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 # A list from the environment as a JSON array or a comma-separated string (see _url_list).
 UrlList = Annotated[list[str], NoDecode]
@@ -31,7 +31,28 @@ class Settings(BaseSettings):
         json_schema_extra={"cli_repeatable": True},
     )
     task: Task | None = Field(
-        default=None, description="embed or classify; inferred from the model config when omitted."
+        default=None,
+        description="embed, classify or rerank; inferred from the model's files when omitted "
+        "(rerank: a sentence-transformers CrossEncoder folder, or a one-logit classifier).",
+    )
+    pooling: str | None = Field(
+        default=None,
+        description="Override the embedding model's pooling (cls, mean, max, mean_sqrt_len_tokens, "
+        "weightedmean, lasttoken; several joined with +); default: what its modules.json says.",
+    )
+    default_prompt_name: str | None = Field(
+        default=None,
+        description="Prompt (by name, from the model's config_sentence_transformers.json) applied "
+        "when a request names none; default: the model's own default_prompt_name.",
+    )
+    default_prompt: str | None = Field(
+        default=None,
+        description="Prompt text applied when a request names none (wins over --default-prompt-name).",
+    )
+    matryoshka_dims: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="Dimensions `dimensions` may cut embeddings to (comma-separated), for Matryoshka "
+        "models whose config.json does not list them; otherwise `dimensions` is refused.",
     )
     device: str = Field(default="auto", description="auto (cuda if available), cpu, cuda, cuda:N.")
     dtype: DType = Field(default="auto", description="auto = float16 on CUDA, float32 on CPU.")
@@ -93,6 +114,28 @@ class Settings(BaseSettings):
         "a client never reuses a connection the server is closing.",
     )
     access_log: bool = Field(default=True, description="Log one line per request.")
+
+    @field_validator("pooling")
+    @classmethod
+    def _known_pooling(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from models.errors import ModelLoadError
+        from models.st_config import parse_pooling  # config files only: no torch
+
+        try:
+            return "+".join(parse_pooling(value))
+        except ModelLoadError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("matryoshka_dims", mode="before")
+    @classmethod
+    def _dims(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):  # repeated CLI flags
+            return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return value
 
     @field_validator("device")
     @classmethod
@@ -256,7 +299,8 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(
         default=None,
         description="TOML file listing models ([[models]] tables: name, source, task, device, dtype, "
-        "max_batch_size, max_wait_ms, max_queue); unset keys take the flags' values.",
+        "max_batch_size, max_batch_tokens, max_wait_ms, max_queue, pooling, default_prompt_name, "
+        "default_prompt, matryoshka_dims); unset keys take the flags' values.",
     )
     model_name: str | None = Field(
         default=None,

@@ -40,6 +40,14 @@ class InvalidInput(ConvoyError):
     type = "invalid_request_error"
 
 
+class UnknownPrompt(ConvoyError):
+    """A request names a prompt the model does not have; the message lists the ones it has."""
+
+    status = 422
+    code = "unknown_prompt"
+    type = "invalid_request_error"
+
+
 class NotFound(ConvoyError):
     status = 404
     code = "not_found"

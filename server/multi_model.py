@@ -39,6 +39,10 @@ class ModelEntry(BaseModel):
     max_batch_tokens: int | None = None
     max_wait_ms: float | None = None
     max_queue: int | None = None
+    pooling: str | None = None
+    default_prompt_name: str | None = None
+    default_prompt: str | None = None
+    matryoshka_dims: list[int] | None = None
 
 
 def parse_named_source(text: str) -> ModelEntry:

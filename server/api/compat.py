@@ -32,9 +32,26 @@ def require_task(info: BackendInfo, task: str, route: str) -> None:
 
 
 def check_dimensions(info: BackendInfo, dimensions: int | None) -> None:
-    if dimensions is not None and dimensions > info.dim:
+    """`dimensions` only for Matryoshka models, and only to a size they were trained for (as vLLM)."""
+    if dimensions is None or dimensions == info.dim:
+        return
+    if dimensions > info.dim:
         raise InvalidInput(
             f"dimensions={dimensions} is more than model {info.name!r} has ({info.dim})", param="dimensions"
+        )
+    allowed = info.matryoshka_dims
+    if not allowed:
+        raise InvalidInput(
+            f"model {info.name!r} is not a Matryoshka model: its embeddings were not trained to be cut, "
+            "so `dimensions` is refused (an operator who knows better can list the sizes with "
+            "--matryoshka-dims)",
+            param="dimensions",
+        )
+    if dimensions not in allowed:
+        sizes = ", ".join(map(str, allowed)) if len(allowed) <= 16 else f"1..{info.dim}"
+        raise InvalidInput(
+            f"dimensions={dimensions} is not one model {info.name!r} was trained for ({sizes})",
+            param="dimensions",
         )
 
 
@@ -47,6 +64,7 @@ async def run_inputs(
     truncate: bool,
     param: str,
     overflow_hint: str = "",
+    prompt: str | None = None,
 ) -> list[ItemResult]:
     """Check every limit, then queue one chunk per input; results come back in input order.
 
@@ -63,7 +81,8 @@ async def run_inputs(
     check_inputs(settings, count, param=param)
     check_chunks(settings, count, param=param)
     info = backend.info
-    limit = max(1, info.max_tokens - info.special_tokens)  # room left for the text's own tokens
+    # Room left for the text's own tokens, once the special tokens and the prompt are in.
+    limit = max(1, info.max_text_tokens - backend.prompt_tokens(prompt))
     if ids is not None:
         texts = await _decode(backend, ids, limit, truncate=truncate, param=param, hint=overflow_hint)
     assert texts is not None
@@ -73,7 +92,7 @@ async def run_inputs(
     check_chars(settings, sum(len(t) for t in texts), param=param)
     if not truncate and ids is None:
         await _check_token_limit(backend, texts, limit, param=param, hint=overflow_hint)
-    return await infer(request, backend, texts, timeout_s)
+    return await infer(request, backend, texts, timeout_s, prompt=prompt)
 
 
 def _split_kinds(raw: RawInput, param: str) -> tuple[list[str] | None, list[list[int]] | None]:
@@ -141,18 +160,29 @@ def _too_long(info: BackendInfo, index: int, tokens: int, param: str, hint: str)
 
 
 def embedding_rows(
-    results: Sequence[ItemResult], *, dimensions: int | None = None, normalize: bool = True
+    results: Sequence[ItemResult],
+    *,
+    dimensions: int | None = None,
+    normalize: bool | None = None,
+    model_normalized: bool = True,
 ) -> list[npt.NDArray[np.float32]]:
-    """Each result's vector: kept unit-length (or scaled back to its raw length), then cut to
-    `dimensions` Matryoshka-style and, when normalised, renormalised."""
+    """Each result's vector, cut to `dimensions` Matryoshka-style.
+
+    `normalize` None: the model's own output, unit-length exactly when it has a Normalize module
+    (`model_normalized`), as sentence-transformers returns it. True: unit-length whatever the
+    model (TEI's default); False: the vector before any Normalize module (TEI's raw vectors).
+    A unit-length vector cut short is made unit-length again.
+    """
+    unit = model_normalized if normalize is None else normalize
     rows = []
     for r in results:
-        vec = r.vector if normalize else r.vector * np.float32(r.norm)
-        if dimensions is not None and dimensions < vec.shape[0]:
+        vec = r.vector * np.float32(r.norm) if normalize is False and model_normalized else r.vector
+        cut = dimensions is not None and dimensions < vec.shape[0]
+        if cut:
             vec = vec[:dimensions]
-            if normalize:
-                norm = float(np.linalg.norm(vec))
-                vec = vec / np.float32(norm) if norm > 0 else vec
+        if unit and (cut or not model_normalized):
+            norm = float(np.linalg.norm(vec))
+            vec = vec / np.float32(norm) if norm > 0 else vec
         rows.append(vec.astype(np.float32, copy=False))
     return rows
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from server.api.schemas import ModelMath
+
 # Text, several texts, one input as token ids, several inputs as token ids (OpenAI's four forms).
 OpenAIInput = str | list[str] | list[StrictInt] | list[list[StrictInt]]
 
@@ -29,9 +31,16 @@ class EmbeddingsRequest(BaseModel):
         default="float", description="float: JSON numbers; base64: little-endian float32 bytes."
     )
     dimensions: int | None = Field(
-        default=None, gt=0, description="Keep the first N dimensions and renormalise (Matryoshka)."
+        default=None,
+        gt=0,
+        description="Keep the first N dimensions and renormalise (Matryoshka models only).",
     )
     user: str | None = Field(default=None, description="Accepted and ignored.")
+    prompt_name: str | None = Field(
+        default=None,
+        description="Convoy's extension (send it in `extra_body`): a prompt of the model's, e.g. "
+        "'query', prepended as sentence-transformers does. Default: the model's default prompt.",
+    )
 
 
 class EmbeddingObject(BaseModel):
@@ -78,22 +87,21 @@ class TEIRequest(BaseModel):
     truncation_direction: Literal["right", "Right"] = Field(
         default="right", description="Only right truncation is supported."
     )
-    dimensions: int | None = Field(default=None, gt=0, description="Keep the first N dimensions.")
-    raw_scores: bool = Field(default=False, description="Classifiers: only probabilities (false) are served.")
+    dimensions: int | None = Field(
+        default=None, gt=0, description="Keep the first N dimensions (Matryoshka models only)."
+    )
+    raw_scores: bool = Field(
+        default=False, description="Classifiers: the logits instead of the scores after the activation."
+    )
+    prompt_name: str | None = Field(
+        default=None,
+        description="A prompt of the model's, e.g. 'query', prepended as sentence-transformers does.",
+    )
 
     @field_validator("truncation_direction", mode="before")
     @classmethod
     def _right_only(cls, value: object) -> object:
-        if isinstance(value, str) and value.lower() == "left":
-            raise ValueError("only right truncation is supported")
-        return value
-
-    @field_validator("raw_scores")
-    @classmethod
-    def _probabilities_only(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("raw scores are not served; classifiers answer probabilities")
-        return value
+        return _right_truncation_only(value)
 
 
 class TEIClassification(BaseModel):
@@ -108,9 +116,12 @@ class TEIEmbeddingType(BaseModel):
 class TEIModelType(BaseModel):
     embedding: TEIEmbeddingType | None = None
     classifier: dict[str, dict[str, Any]] | None = None
+    reranker: dict[str, dict[str, Any]] | None = None
 
 
-class TEIInfo(BaseModel):
+class TEIInfo(ModelMath):
+    """TEI's /info, and Convoy's description of the model's math (pooling, prompts, ...)."""
+
     model_id: str
     model_sha: str | None = None
     model_dtype: str
@@ -121,3 +132,107 @@ class TEIInfo(BaseModel):
     max_client_batch_size: int
     max_concurrent_requests: int
     version: str
+
+
+class TEITokenizeRequest(BaseModel):
+    """TEI's /tokenize: how the model's tokenizer cuts each input."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"inputs": "Convoy batches."}]})
+
+    inputs: str | list[str] = Field(description="One text or a list of texts.")
+    add_special_tokens: bool = Field(default=True, description="Include [CLS], [SEP] and the like.")
+    prompt_name: str | None = Field(
+        default=None, description="A prompt of the model's, prepended as it would be for embedding."
+    )
+
+
+class TEIToken(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: int | None = Field(
+        description="Character offset into the input (prompt included); null if special."
+    )
+    stop: int | None
+
+
+# ---- rerank: text-embeddings-inference and Cohere / Jina -----------------------------------------
+class TEIRerankRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"query": "What is Convoy?", "texts": ["A server.", "A truck."]}]},
+    )
+
+    query: str = Field(min_length=1, description="The query every text is scored against.")
+    texts: list[str] = Field(min_length=1, description="The documents to score.")
+    raw_scores: bool = Field(
+        default=False, description="The logits instead of the scores after the activation."
+    )
+    return_text: bool = Field(default=False, description="Echo each document's text.")
+    truncate: bool = Field(
+        default=False,
+        description="Accepted for compatibility: long documents are never truncated here; they are scored "
+        "chunk by chunk, and score as their best chunk.",
+    )
+    truncation_direction: Literal["right", "Right"] = Field(default="right", description="Right only.")
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _right_only(cls, value: object) -> object:
+        return _right_truncation_only(value)
+
+
+class TEIRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+    start: int = Field(description="Convoy: where the best-scoring chunk of the document starts.")
+    end: int = Field(description="Convoy: where it ends (characters).")
+
+
+class RerankDocument(BaseModel):
+    text: str
+
+
+class RerankRequest(BaseModel):
+    """Cohere's and Jina's rerank body (the shape RAG frameworks' rerank clients send)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"query": "What is Convoy?", "documents": ["A server.", "A truck."], "top_n": 1}]
+        },
+    )
+
+    model: str | None = Field(default=None, description="A served rerank model's name; default: the first.")
+    query: str = Field(min_length=1, description="The query every document is scored against.")
+    documents: list[str | RerankDocument] = Field(
+        min_length=1, description='Texts, or {"text": ...} objects.'
+    )
+    top_n: int | None = Field(default=None, gt=0, description="Return only the best N (default: all).")
+    return_documents: bool = Field(default=True, description='Echo each document as {"text": ...}.')
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+    start: int = Field(description="Convoy: where the best-scoring chunk of the document starts.")
+    end: int = Field(description="Convoy: where it ends (characters).")
+
+
+class RerankUsage(BaseModel):
+    total_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str | None = None
+    model: str
+    results: list[RerankResult]
+    usage: RerankUsage
+
+
+def _right_truncation_only(value: object) -> object:
+    if isinstance(value, str) and value.lower() == "left":
+        raise ValueError("only right truncation is supported")
+    return value

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from server.api.cancellation import cancel_all, run_cancellable
-from server.batching.backend import Backend, ItemResult, gather_results
+from server.batching.backend import Backend, BackendInfo, ItemResult, gather_results
 from server.chunking import Chunk, split_text
 from server.config import Settings
-from server.errors import InvalidInput, LimitExceeded
+from server.errors import InvalidInput, LimitExceeded, UnknownPrompt
 
 
 # ---- per-request limits (checked before any work is queued) -------------------------------------
@@ -39,6 +39,31 @@ def _check(count: int, limit: int, what: str, setting: str, param: str | None) -
         )
 
 
+# ---- what a route takes -------------------------------------------------------------------------
+def refuse_rerank(info: BackendInfo, route: str) -> None:
+    """A reranker scores (query, document) pairs: a lone text has no score to give."""
+    if info.task == "rerank":
+        raise InvalidInput(
+            f"model {info.name!r} is a rerank model; {route} takes one text per input: use /rerank "
+            "or /v1/rerank",
+            param="model",
+        )
+
+
+# ---- prompts -----------------------------------------------------------------------------------
+def resolve_prompt(info: BackendInfo, prompt_name: str | None) -> str | None:
+    """The text of the prompt a request names; None (no name) lets the model's default apply."""
+    if prompt_name is None:
+        return None
+    for name, text in info.prompts:
+        if name == prompt_name:
+            return text
+    names = ", ".join(repr(n) for n, _ in info.prompts) or "none"
+    raise UnknownPrompt(
+        f"model {info.name!r} has no prompt named {prompt_name!r}; its prompts: {names}", param="prompt_name"
+    )
+
+
 # ---- chunking ----------------------------------------------------------------------------------
 async def chunk_text(
     text: str,
@@ -46,14 +71,25 @@ async def chunk_text(
     settings: Settings,
     backend: Backend | None = None,
     *,
+    prompt: str | None = None,
+    room: int | None = None,
     what: str = "predict on",
+    param: str = "text",
 ) -> list[Chunk]:
-    """Split `text` within the request limits; with a backend, also within its model's token window.
+    """Split `text` within the request limits; with a backend, also within its model's token window
+    (what the special tokens and the prompt leave of it, or `room` tokens when the caller knows
+    better: offsets stay in the caller's own text).
 
     The tokenizer is consulted (off the event loop) only when a chunk could exceed the window.
     """
-    check_chars(settings, len(text), param="text")
-    max_tokens = backend.info.max_text_tokens if backend is not None else None
+    check_chars(settings, len(text), param=param)
+    max_tokens = room
+    if max_tokens is None and backend is not None:
+        max_tokens = backend.info.max_text_tokens - backend.prompt_tokens(prompt)
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidInput(
+            "the prompt leaves no room for text in the model's token window", param="prompt_name"
+        )
     if backend is None or max_tokens is None or len(text) <= max_tokens or chunk_size <= max_tokens:
         chunks = split_text(text, chunk_size)
     else:
@@ -61,7 +97,7 @@ async def chunk_text(
             split_text, text, chunk_size, max_tokens=max_tokens, count_tokens=backend.count_tokens
         )
     if not chunks:
-        raise InvalidInput(f"text has no content to {what}", param="text")
+        raise InvalidInput(f"{param} has no content to {what}", param=param)
     check_chunks(settings, len(chunks), param="chunk_size")
     return chunks
 
@@ -89,18 +125,33 @@ class Pending:
         cancel_all(self.futures)
 
 
-def submit(backend: Backend, texts: Sequence[str], timeout_s: float) -> Pending:
+def submit(
+    backend: Backend,
+    texts: Sequence[str],
+    timeout_s: float,
+    *,
+    prompt: str | None = None,
+    query: str | None = None,
+) -> Pending:
     """Queue checked inputs with the request's deadline: the one way routes reach a backend.
 
-    May refuse at once: 503 + Retry-After when the queue would make the request late, 504 when
-    even an idle model could not meet the deadline.
+    `prompt` is prepended to each text (None: the model's default); with `query`, each text is a
+    document scored against it. May refuse at once: 503 + Retry-After when the queue would make
+    the request late, 504 when even an idle model could not meet the deadline.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
-    return Pending(backend.submit(texts, deadline_s=timeout_s), timeout_s, deadline)
+    futures = backend.submit(texts, deadline_s=timeout_s, prompt=prompt, query=query)
+    return Pending(futures, timeout_s, deadline)
 
 
 async def infer(
-    request: Request, backend: Backend, texts: Sequence[str], timeout_s: float
+    request: Request,
+    backend: Backend,
+    texts: Sequence[str],
+    timeout_s: float,
+    *,
+    prompt: str | None = None,
+    query: str | None = None,
 ) -> list[ItemResult]:
     """`submit()` then await every result: the whole step for a route that answers at once."""
-    return await submit(backend, texts, timeout_s).results(request)
+    return await submit(backend, texts, timeout_s, prompt=prompt, query=query).results(request)

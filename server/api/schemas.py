@@ -24,6 +24,11 @@ class PredictRequest(BaseModel):
     text: str = Field(min_length=1, description="The document; it is split into chunks.")
     chunk_size: int = Field(default=500, gt=0, le=MAX_CHUNK_SIZE, description="Most characters in one chunk.")
     model: str | None = Field(default=None, description="Served model name; default: the first.")
+    prompt_name: str | None = Field(
+        default=None,
+        description="A prompt of the model's (config_sentence_transformers.json), e.g. 'query': "
+        "prepended as sentence-transformers does. Default: the model's default prompt, if any.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -65,7 +70,31 @@ class PredictResponse(BaseModel):
     aggregate: Aggregate
 
 
-class ModelCard(BaseModel):
+class ModelMath(BaseModel):
+    """What a model computes, as its own files say (and `convoy verify` checks): /models and /info."""
+
+    pooling: str | None = Field(
+        default=None, description="Embedding models: pooling mode(s), '+'-joined when concatenated."
+    )
+    pooling_source: str | None = Field(
+        default=None, description="Where the pooling came from: modules.json, override, or a default."
+    )
+    normalized: bool | None = Field(
+        default=None, description="Embeddings are unit-length (a Normalize module)."
+    )
+    dense_layers: int | None = Field(default=None, description="Dense modules applied after pooling.")
+    activation: str | None = Field(
+        default=None, description="Classifiers and rerankers: softmax, sigmoid or none (logits)."
+    )
+    prompts: dict[str, str] | None = Field(default=None, description="Prompts by name (prompt_name).")
+    default_prompt_name: str | None = None
+    default_prompt: str | None = Field(default=None, description="Applied when a request names no prompt.")
+    matryoshka_dimensions: list[int] | None = Field(
+        default=None, description="Sizes `dimensions` may cut embeddings to; absent: not a Matryoshka model."
+    )
+
+
+class ModelCard(ModelMath):
     name: str
     task: str
     device: str

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from server.api.error_handlers import validation_error_body
-from server.api.inputs import chunk_text, submit
+from server.api.inputs import chunk_text, refuse_rerank, resolve_prompt, submit
 from server.api.schemas import WsRequest
 from server.api.streaming import ChunkProgress
 from server.errors import ConvoyError, error_body
@@ -74,9 +74,12 @@ class WsSession:
         try:
             await self._send("accepted", msg_id)
             backend = self._runtime.backend(request.model)
-            chunks = await chunk_text(request.text, request.chunk_size, self._runtime.settings, backend)
+            refuse_rerank(backend.info, "/ws")
+            prompt = resolve_prompt(backend.info, request.prompt_name)
+            settings = self._runtime.settings
+            chunks = await chunk_text(request.text, request.chunk_size, settings, backend, prompt=prompt)
             await self._send("chunked", msg_id, {"chunks": len(chunks)})
-            pending = submit(backend, [c.text for c in chunks], self._timeout_s)
+            pending = submit(backend, [c.text for c in chunks], self._timeout_s, prompt=prompt)
             progress = ChunkProgress(backend.info, chunks, pending)
             async for name, data in progress.events():
                 await self._send(name, msg_id, data)

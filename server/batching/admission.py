@@ -171,9 +171,10 @@ class AdmissionControl:
             raise DeadlineExceeded(
                 f"this request needs ~{alone_s:.3g} s of compute, more than its {deadline_s:g} s deadline"
             )
-        # The batch computing now (about as long as the last one), then the queue, then this.
+        # The batch computing now and the one tokenised beside it (about as long as the last one
+        # each; both have left the queue), then the queue, then this request.
         ahead = Work(self.queued_items + request.items, self.queued_tokens + request.tokens)
-        expected_s = self.estimate_s(ahead) + (self._last_batch_s if busy else 0.0)
+        expected_s = self.estimate_s(ahead) + (2 * self._last_batch_s if busy else 0.0)
         if expected_s > deadline_s * _DEADLINE_HEADROOM:
             self._count_refusal()
             raise Overloaded(

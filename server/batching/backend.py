@@ -10,6 +10,8 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from models.base import TokenSpan
+
 T = TypeVar("T")
 
 # What a backend answers each chunk with: a model's row (embed, classify), or the arbitrary JSON
@@ -38,6 +40,26 @@ class BackendInfo(Protocol):
     def special_tokens(self) -> int: ...
     @property
     def max_text_tokens(self) -> int: ...
+    # What the model's own files say (models.base.ModelInfo documents each): routes echo them
+    # on /models and /info, and check requests against them (prompt names, `dimensions`).
+    @property
+    def pooling(self) -> str: ...
+    @property
+    def pooling_source(self) -> str: ...
+    @property
+    def normalized(self) -> bool: ...
+    @property
+    def dense_layers(self) -> int: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def prompts(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def default_prompt_name(self) -> str | None: ...
+    @property
+    def default_prompt(self) -> str | None: ...
+    @property
+    def matryoshka_dims(self) -> tuple[int, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +71,7 @@ class ItemResult:
     queue_s: float
     inference_s: float
     norm: float = 1.0  # the embedding's length before normalisation (1.0 when the model says none)
+    raw: npt.NDArray[np.float32] | None = None  # classify/rerank: the logits behind `vector`
 
 
 class Backend(Protocol):
@@ -67,17 +90,36 @@ class Backend(Protocol):
         ...
 
     def submit(
-        self, texts: Sequence[str], *, deadline_s: float | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        deadline_s: float | None = None,
+        prompt: str | None = None,
+        query: str | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         """One future per text, in order; may refuse at once (Overloaded) if the deadline
-        cannot be met."""
+        cannot be met. `prompt` is prepended to each text (None: the model's default prompt,
+        "": none); with `query`, each text is a document paired with it (rerank models)."""
         ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
+    def prompt_tokens(self, prompt: str | None) -> int:
+        """Tokens `prompt` (None: the default prompt) adds to each input: room chunking leaves."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self, timeout_s: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class TokenInspector(Protocol):
+    """A backend whose tokenizer is here, so it can show how it tokenises (/tokenize)."""
+
+    def tokenize(
+        self, texts: Sequence[str], *, add_special_tokens: bool, prompt: str | None
+    ) -> list[list[TokenSpan]]: ...
 
 
 @runtime_checkable

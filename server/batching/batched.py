@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from models.base import AsyncModel, Model, ModelInfo
+from models.base import AsyncModel, Model, ModelInfo, TokenSpan
 from server.batching.backend import ItemResult
 from server.batching.batcher import DynamicBatcher
 from server.config import Settings
@@ -55,17 +55,38 @@ class BatchedBackend:
         return await self.batcher.probe()
 
     def submit(
-        self, texts: Sequence[str], *, deadline_s: float | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        deadline_s: float | None = None,
+        prompt: str | None = None,
+        query: str | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
-        return self.batcher.submit(texts, deadline_s=deadline_s)
+        return self.batcher.submit(texts, deadline_s=deadline_s, prompt=prompt, query=query)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._model.count_tokens(texts)
 
+    def prompt_tokens(self, prompt: str | None) -> int:
+        effective = self._model.info.default_prompt if prompt is None else prompt
+        if not effective or isinstance(self._model, AsyncModel):
+            return 0
+        return self._model.prompt_tokens(effective)
+
+    def tokenize(
+        self, texts: Sequence[str], *, add_special_tokens: bool, prompt: str | None
+    ) -> list[list[TokenSpan]]:
+        return self._local_model("tokenize").tokenize(
+            texts, add_special_tokens=add_special_tokens, prompt=prompt
+        )
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self._local_model("decode token ids").decode(ids)
+
+    def _local_model(self, what: str) -> Model:
         if isinstance(self._model, AsyncModel):  # an upstream: its tokenizer is not here
-            raise InvalidInput("this model takes text, not token ids", param="input")
-        return self._model.decode(ids)
+            raise InvalidInput(f"model {self.info.name!r} is served by an upstream: Convoy cannot {what}")
+        return self._model
 
     async def start(self) -> None:
         await self.batcher.start()

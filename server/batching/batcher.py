@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.base import AsyncModel, BatchOutput, Model
+from models.base import AsyncModel, BatchOutput, Encoded, Model
 from server.batching.admission import AdmissionControl, Work
 from server.batching.backend import ItemResult
 from server.batching.faults import Failure, is_device_failure
@@ -43,12 +43,25 @@ _NON_FINITE = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class InputKind:
+    """How a request's texts become model inputs: a prompt to prepend (None: the model's default,
+    "": none), or the query each text (a document) is paired with for a rerank model."""
+
+    prompt: str | None = None
+    query: str | None = None
+
+
+_PLAIN = InputKind()
+
+
 @dataclass(slots=True, eq=False)
 class _Item:
     text: str
     future: asyncio.Future[ItemResult]
     enqueued: float
     tokens: float  # estimated from characters until the tokenizer has counted
+    kind: InputKind
 
 
 @dataclass(slots=True)
@@ -166,7 +179,7 @@ class DynamicBatcher:
         model = self._sync_model
         if model is not None:
             try:
-                await self._loop.run_in_executor(self._model_pool, self._forward, ["ok"], None)
+                await self._loop.run_in_executor(self._model_pool, self._probe_forward, model)
             except Exception as exc:
                 log.error("health probe: the device still fails (%s: %s)", type(exc).__name__, exc)
                 return False
@@ -183,16 +196,23 @@ class DynamicBatcher:
         """Seconds of compute these texts should take on an idle model; None until batches tell."""
         if not self._admission.cost.trusted:
             return None
-        return self._admission.estimate_s(Work(len(texts), sum(self._token_estimates(texts))))
+        return self._admission.estimate_s(Work(len(texts), sum(self._token_estimates(texts, _PLAIN))))
 
-    def _token_estimates(self, texts: Sequence[str]) -> list[float]:
-        # Tokens are estimated from characters, at the ratio the batches so far have shown.
-        ratio, special = self._chars_per_token, self._special_tokens
-        return [len(t) / ratio + special for t in texts]
+    def _token_estimates(self, texts: Sequence[str], kind: InputKind) -> list[float]:
+        # Tokens are estimated from characters, at the ratio the batches so far have shown; a
+        # prompt or a paired query adds its own.
+        ratio = self._chars_per_token
+        extra = self._special_tokens + (len(kind.prompt or "") + len(kind.query or "")) / ratio
+        return [len(t) / ratio + extra for t in texts]
 
     # ---- the one way in --------------------------------------------------------------------
     def submit(
-        self, texts: Sequence[str], *, deadline_s: float | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        deadline_s: float | None = None,
+        prompt: str | None = None,
+        query: str | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
 
@@ -218,7 +238,8 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
-        tokens = self._token_estimates(texts)
+        kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
+        tokens = self._token_estimates(texts, kind)
         request_tokens = sum(tokens)
         self._admission.check(Work(len(texts), request_tokens), deadline_s, busy=self._busy)
 
@@ -239,7 +260,7 @@ class DynamicBatcher:
         futures: list[asyncio.Future[ItemResult]] = []
         for text, n in zip(texts, tokens, strict=True):
             fut: asyncio.Future[ItemResult] = loop.create_future()
-            self._queue.append(_Item(text, fut, now, n))
+            self._queue.append(_Item(text, fut, now, n, kind))
             futures.append(fut)
         self._admission.enqueue(request_tokens, len(texts))
         self._set_depth()
@@ -332,9 +353,7 @@ class DynamicBatcher:
         if not items or self._sync_model is None:
             return prepared
         try:
-            prepared.encoded = await self._loop.run_in_executor(
-                self._tokenize_pool, self._sync_model.prepare, [it.text for it in items]
-            )
+            prepared.encoded = await self._loop.run_in_executor(self._tokenize_pool, self._collate, items)
         except Exception:
             prepared.failed = True  # retried (and isolated) in the forward step
         return prepared
@@ -355,13 +374,12 @@ class DynamicBatcher:
         # (on failure, before the retries) frees them: no caller keeps a reference.
         items, encoded, prepared.encoded = prepared.items, prepared.encoded, None
         started = time.perf_counter()
-        texts = [it.text for it in items]
         failure: Failure | None = None
         try:
             if self._async_model is not None:
-                output = await self._async_model.forward_async(texts)
+                output = await self._async_model.forward_async([it.text for it in items])
             else:
-                output = await self._loop.run_in_executor(self._model_pool, self._forward, texts, encoded)
+                output = await self._loop.run_in_executor(self._model_pool, self._forward, items, encoded)
             if len(output.vectors) != len(items) or len(output.tokens) != len(items):
                 raise RuntimeError(f"model returned {len(output.vectors)} rows for a batch of {len(items)}")
         except ConvoyError as exc:
@@ -387,7 +405,8 @@ class DynamicBatcher:
         tokens = output.tokens
         text_tokens = int(tokens.sum()) - self._special_tokens * len(items)
         if text_tokens > 0:
-            ratio = sum(len(t) for t in texts) / text_tokens
+            chars = sum(len(it.text) + len(it.kind.prompt or "") + len(it.kind.query or "") for it in items)
+            ratio = chars / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
         self._admission.observe_batch(
             items=len(items), real_tokens=int(tokens.sum()), longest=int(tokens.max()), seconds=elapsed
@@ -395,7 +414,7 @@ class DynamicBatcher:
         if self._metrics:
             self._metrics.batch_size.labels(self._label).observe(len(items))
             self._metrics.inference_seconds.labels(self._label).observe(elapsed)
-        vectors, norms = output.vectors, output.norms
+        vectors, norms, raw = output.vectors, output.norms, output.raw
         # A non-finite row (float16 overflow, a broken head) would be written as JSON `null`
         # inside a 200: fail only the items it belongs to. One vectorised check per batch.
         finite: npt.NDArray[np.bool_] | None = None
@@ -417,6 +436,7 @@ class DynamicBatcher:
                     queue_s=started - item.enqueued,
                     inference_s=elapsed,
                     norm=1.0 if norms is None else float(norms[i]),
+                    raw=None if raw is None else raw[i],
                 )
             )
         if self._metrics:
@@ -424,12 +444,38 @@ class DynamicBatcher:
             if ok < len(items):
                 self._metrics.chunks.labels(self._label, "error").inc(len(items) - ok)
 
-    def _forward(self, texts: list[str], encoded: Any) -> BatchOutput:
+    def _collate(self, items: Sequence[_Item]) -> Any:
+        """Tokenise a batch, request kind by kind (usually one), and pad it on the device."""
+        model = self._sync_model
+        assert model is not None  # only called for a sync Model
+        first = items[0].kind
+        if all(it.kind is first for it in items):  # one kind: one tokenizer call
+            return model.collate(self._encode(model, first, [it.text for it in items]))
+        groups: dict[InputKind, list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault(it.kind, []).append(i)
+        encoded: list[Encoded] = [None] * len(items)  # type: ignore[list-item]  # all filled below
+        for kind, where in groups.items():
+            for i, enc in zip(where, self._encode(model, kind, [items[i].text for i in where]), strict=True):
+                encoded[i] = enc
+        return model.collate(encoded)
+
+    @staticmethod
+    def _encode(model: Model, kind: InputKind, texts: list[str]) -> list[Encoded]:
+        if kind.query is not None:
+            return model.encode_pairs(kind.query, texts, prompt=kind.prompt)
+        return model.encode(texts, prompt=kind.prompt)
+
+    def _forward(self, items: list[_Item], encoded: Any) -> BatchOutput:
         model = self._sync_model
         assert model is not None  # only called for a sync Model
         if encoded is None:
-            encoded = model.prepare(texts)
+            encoded = self._collate(items)
         return model.forward(encoded)
+
+    @staticmethod
+    def _probe_forward(model: Model) -> None:
+        model.forward(model.collate(model.encode(["ok"])))
 
     async def _isolate(self, items: list[_Item], failure: Failure) -> None:
         # Bisect: the halves without the culprit succeed; only the culprit's future fails.

@@ -53,6 +53,15 @@ class UpstreamInfo:
     dim: int = 0
     labels: tuple[str, ...] = ()
     special_tokens: int = 0
+    pooling: str = ""
+    pooling_source: str = ""
+    normalized: bool = False
+    dense_layers: int = 0
+    activation: str = ""
+    prompts: tuple[tuple[str, str], ...] = ()
+    default_prompt_name: str | None = None
+    default_prompt: str | None = None
+    matryoshka_dims: tuple[int, ...] = ()
 
     @property
     def max_text_tokens(self) -> int:
@@ -86,11 +95,17 @@ class UpstreamBackend:
         return self.healthy  # each upstream's health is its own; the client itself is what is here
 
     def submit(
-        self, texts: Sequence[str], *, deadline_s: float | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        deadline_s: float | None = None,
+        prompt: str | None = None,
+        query: str | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         # Each chunk's time at its upstream is bounded by remote_timeout_s; the request's own
-        # deadline is enforced by the route, which cancels these tasks when it passes.
-        del deadline_s
+        # deadline is enforced by the route, which cancels these tasks when it passes. Plain
+        # upstreams have no prompts (routes refuse prompt names) and rank nothing.
+        del deadline_s, prompt, query
         if self._stopped:
             raise ShuttingDown("the server is shutting down")
         calls = self._upstreams.submit(texts, self._urls, offset=self._next)
@@ -120,6 +135,9 @@ class UpstreamBackend:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_words(texts)
+
+    def prompt_tokens(self, prompt: str | None) -> int:
+        return 0
 
     async def start(self) -> None:
         return None

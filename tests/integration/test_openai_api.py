@@ -10,7 +10,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.support.live_server import LiveServer
+from server.app import create_app
+from tests.support.live_server import LiveServer, live_server
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +81,31 @@ def test_token_ids_are_read_in_the_models_vocabulary(client: OpenAI) -> None:
     np.testing.assert_allclose(flat.data[0].embedding, by_text.data[0].embedding, atol=1e-5)
 
 
-def test_dimensions_cut_and_renormalise(client: OpenAI) -> None:
-    full = client.embeddings.create(input=TEXTS[0], model=MODEL, encoding_format="float")
-    cut = client.embeddings.create(input=TEXTS[0], model=MODEL, dimensions=64, encoding_format="float")
+def test_dimensions_are_refused_for_a_model_not_trained_to_be_cut(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(input=TEXTS[0], model=MODEL, dimensions=64)
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == "dimensions"
+    assert "not a Matryoshka model" in error["message"]
+
+
+def test_dimensions_cut_and_renormalise_on_a_matryoshka_model() -> None:
+    # MiniLM declared Matryoshka by the operator (--matryoshka-dims), as for a model whose
+    # config.json does not list its sizes.
+    app = create_app(make_settings(matryoshka_dims=[64, 128]))
+    with live_server(app) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        full = client.embeddings.create(input=TEXTS[0], model=MODEL, encoding_format="float")
+        cut = client.embeddings.create(input=TEXTS[0], model=MODEL, dimensions=64, encoding_format="float")
+        with pytest.raises(openai.BadRequestError, match="not one model"):
+            client.embeddings.create(input=TEXTS[0], model=MODEL, dimensions=100)
+        card = httpx.get(f"{server.url}/models").json()["models"][0]
     vec = np.array(cut.data[0].embedding)
     assert vec.shape == (64,)
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
     head = np.array(full.data[0].embedding[:64])
     np.testing.assert_allclose(vec, head / np.linalg.norm(head), atol=1e-5)
+    assert card["matryoshka_dimensions"] == [64, 128]
 
 
 def test_models_list(client: OpenAI) -> None:

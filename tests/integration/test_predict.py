@@ -163,6 +163,16 @@ def test_operational_routes(minilm_server: LiveServer) -> None:
         "max_batch_size": 32,
         "max_tokens": 256,
         "labels": None,
+        # What the model's own files say it computes (issue 11): MiniLM's modules.json.
+        "pooling": "mean",
+        "pooling_source": "modules.json",
+        "normalized": True,
+        "dense_layers": 0,
+        "activation": None,
+        "prompts": None,
+        "default_prompt_name": None,
+        "default_prompt": None,
+        "matryoshka_dimensions": None,
     }
     metrics = httpx.get(f"{minilm_server.url}/metrics").text
     for name in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import zlib
@@ -9,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from models.base import BatchOutput, ModelInfo
+from models.base import BatchOutput, Encoded, ModelInfo, TokenSpan
 
 Texts = Callable[[Sequence[str]], bool]
 
@@ -66,8 +67,24 @@ class FakeModel:
         self.forward_started = threading.Event()
         self.closed = False
 
+    # Tokens are the text's UTF-8 bytes, so collate can give forward the very texts back (a
+    # prompt prepended; a pair as query, NUL, document): rows derive from what was encoded.
+    def encode(
+        self, texts: Sequence[str], *, prompt: str | None = None, truncate: bool = True
+    ) -> list[Encoded]:
+        return [Encoded(list(((prompt or "") + t).encode())) for t in texts]
+
+    def encode_pairs(
+        self, query: str, documents: Sequence[str], *, prompt: str | None = None, truncate: bool = True
+    ) -> list[Encoded]:
+        head = list(((prompt or "") + query).encode())
+        return [Encoded([*head, 0, *d.encode()]) for d in documents]
+
+    def collate(self, batch: Sequence[Encoded]) -> list[str]:
+        return [bytes(e.ids).decode().replace("\0", " | ") for e in batch]
+
     def prepare(self, texts: Sequence[str]) -> list[str]:
-        return list(texts)
+        return self.collate(self.encode(texts))
 
     def forward(self, prepared: list[str]) -> BatchOutput:
         with self._seen_lock:
@@ -87,6 +104,24 @@ class FakeModel:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) for t in texts]
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(prompt.split())
+
+    def tokenize(
+        self, texts: Sequence[str], *, add_special_tokens: bool = True, prompt: str | None = None
+    ) -> list[list[TokenSpan]]:
+        """One token per word, with its offsets in the (prompted) text."""
+        out = []
+        for text in texts:
+            whole = (prompt or "") + text
+            out.append(
+                [
+                    TokenSpan(len(m.group()), m.group(), False, m.start(), m.end())
+                    for m in re.finditer(r"\S+", whole)
+                ]
+            )
+        return out
 
     def close(self) -> None:
         self.closed = True

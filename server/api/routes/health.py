@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from server.api.deps import RequireAuth, RuntimeDep, authenticate_metrics
+from server.api.model_math import model_math
 from server.api.schemas import UNAUTHORIZED, ErrorResponse, ModelCard, ModelsResponse, StatusResponse
 from server.errors import ModelUnavailable, NotReady
 
@@ -58,6 +59,7 @@ async def list_models(runtime: RuntimeDep) -> ModelsResponse:
         info = backend.info
         cards.append(
             ModelCard(
+                **model_math(info),
                 name=info.name,
                 task=info.task,
                 device=info.device,

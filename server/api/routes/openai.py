@@ -10,6 +10,7 @@ from starlette.responses import Response
 from server.api.compat import check_dimensions, embedding_rows, require_task, run_inputs, to_base64
 from server.api.compat_schemas import EmbeddingsRequest, EmbeddingsResponse, ModelList, ModelObject
 from server.api.deps import RuntimeDep
+from server.api.inputs import resolve_prompt
 from server.api.responses import inference_response
 from server.api.schemas import ERROR_RESPONSES, MODEL_NOT_FOUND, TIMEOUT_HEADER_DOC, ErrorResponse
 
@@ -38,8 +39,9 @@ async def create_embeddings(body: EmbeddingsRequest, runtime: RuntimeDep, reques
         truncate=truncate,
         param="input",
         overflow_hint="shorten it (this server refuses over-long inputs: embeddings_overflow=reject)",
+        prompt=resolve_prompt(info, body.prompt_name),
     )
-    rows = embedding_rows(results, dimensions=body.dimensions)
+    rows = embedding_rows(results, dimensions=body.dimensions, model_normalized=info.normalized)
     encode = to_base64 if body.encoding_format == "base64" else None
     tokens = sum(r.tokens for r in results)
     payload = {

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from server.api.cancellation import request_timeout_s
 from server.api.deps import RuntimeDep
-from server.api.inputs import chunk_text, infer
+from server.api.inputs import chunk_text, infer, refuse_rerank, resolve_prompt
 from server.api.predictions import aggregate, chunk_predictions
 from server.api.responses import inference_response
 from server.api.schemas import (
@@ -35,9 +35,11 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
     settings = runtime.settings
     timeout_s = request_timeout_s(request, settings)
     backend = runtime.backend(body.model)
-    chunks = await chunk_text(body.text, body.chunk_size, settings, backend)
-    results = await infer(request, backend, [c.text for c in chunks], timeout_s)
     info = backend.info
+    refuse_rerank(info, "/predict")
+    prompt = resolve_prompt(info, body.prompt_name)
+    chunks = await chunk_text(body.text, body.chunk_size, settings, backend, prompt=prompt)
+    results = await infer(request, backend, [c.text for c in chunks], timeout_s, prompt=prompt)
     payload = {
         "model": info.name,
         "task": info.task,

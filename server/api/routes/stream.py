@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from server.api.cancellation import request_timeout_s
 from server.api.deps import RuntimeDep
-from server.api.inputs import chunk_text, submit
+from server.api.inputs import chunk_text, refuse_rerank, resolve_prompt, submit
 from server.api.schemas import (
     ERROR_RESPONSES,
     MODEL_NOT_FOUND,
@@ -39,7 +39,10 @@ async def stream(body: PredictRequest, request: Request, runtime: RuntimeDep) ->
     settings = runtime.settings
     timeout_s = request_timeout_s(request, settings)
     backend = runtime.backend(body.model)
-    chunks = await chunk_text(body.text, body.chunk_size, settings, backend)
+    refuse_rerank(backend.info, "/stream")
+    prompt = resolve_prompt(backend.info, body.prompt_name)
+    chunks = await chunk_text(body.text, body.chunk_size, settings, backend, prompt=prompt)
     # Submitted before the response starts, so a full queue is still a plain 503.
-    progress = ChunkProgress(backend.info, chunks, submit(backend, [c.text for c in chunks], timeout_s))
+    pending = submit(backend, [c.text for c in chunks], timeout_s, prompt=prompt)
+    progress = ChunkProgress(backend.info, chunks, pending)
     return EventStreamResponse(sse_frames(progress), on_close=progress.cancel)

@@ -7,6 +7,8 @@ scores for a classifier. /health lives with the other operational routes (routes
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -16,12 +18,23 @@ from starlette.responses import Response
 
 from server import __version__
 from server.api.compat import check_dimensions, embedding_rows, require_task, run_inputs
-from server.api.compat_schemas import TEIClassification, TEIEmbeddingType, TEIInfo, TEIModelType, TEIRequest
+from server.api.compat_schemas import (
+    TEIClassification,
+    TEIEmbeddingType,
+    TEIInfo,
+    TEIModelType,
+    TEIRequest,
+    TEIToken,
+    TEITokenizeRequest,
+)
 from server.api.deps import RuntimeDep
-from server.api.responses import inference_response
+from server.api.inputs import check_chars, check_inputs, refuse_rerank, resolve_prompt
+from server.api.model_math import model_math, tei_pooling
+from server.api.responses import FastJSONResponse, inference_response
 from server.api.schemas import ERROR_RESPONSES, TIMEOUT_HEADER_DOC
-from server.batching.backend import Backend, BackendInfo, ItemResult
+from server.batching.backend import Backend, BackendInfo, ItemResult, TokenInspector
 from server.config import Settings
+from server.errors import InvalidInput
 
 router = APIRouter(tags=["text-embeddings-inference"])
 
@@ -55,6 +68,7 @@ async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
     if backend.info.task == "embed":
         return await _embed(body, backend, runtime.settings, request, started)
     info = backend.info
+    refuse_rerank(info, "POST /")
     results = await run_inputs(
         backend,
         body.inputs,
@@ -63,8 +77,9 @@ async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
         truncate=body.truncate,
         param="inputs",
         overflow_hint=_HINT,
+        prompt=resolve_prompt(info, body.prompt_name),
     )
-    scores = [_classification(info, r) for r in results]
+    scores = [_classification(info, r, raw=body.raw_scores) for r in results]
     # TEI answers one input with one list of scores, and a batch with a list of them.
     payload = scores[0] if isinstance(body.inputs, str) else scores
     return inference_response(request, payload, results, started, model=info.name)
@@ -73,7 +88,8 @@ async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
 async def _embed(
     body: TEIRequest, backend: Backend, settings: Settings, request: Request, started: float
 ) -> Response:
-    check_dimensions(backend.info, body.dimensions)
+    info = backend.info
+    check_dimensions(info, body.dimensions)
     results = await run_inputs(
         backend,
         body.inputs,
@@ -82,14 +98,19 @@ async def _embed(
         truncate=body.truncate,
         param="inputs",
         overflow_hint=_HINT,
+        prompt=resolve_prompt(info, body.prompt_name),
     )
-    rows = embedding_rows(results, dimensions=body.dimensions, normalize=body.normalize)
-    return inference_response(request, rows, results, started, model=backend.info.name)
+    rows = embedding_rows(
+        results, dimensions=body.dimensions, normalize=body.normalize, model_normalized=info.normalized
+    )
+    return inference_response(request, rows, results, started, model=info.name)
 
 
-def _classification(info: BackendInfo, result: ItemResult) -> list[dict[str, Any]]:
+def _classification(info: BackendInfo, result: ItemResult, *, raw: bool) -> list[dict[str, Any]]:
+    """Labels with their scores (or, `raw`, their logits), most likely first."""
+    scores = result.raw if raw and result.raw is not None else result.vector
     order = np.argsort(-result.vector, kind="stable")
-    return [{"label": info.labels[i], "score": float(result.vector[i])} for i in order]
+    return [{"label": info.labels[i], "score": float(scores[i])} for i in order]
 
 
 @router.get(
@@ -102,15 +123,17 @@ async def info(runtime: RuntimeDep) -> TEIInfo:
     settings = runtime.settings
     model = runtime.backend().info
     if model.task == "embed":
-        model_type = TEIModelType(embedding=TEIEmbeddingType(pooling="mean"))
+        model_type = TEIModelType(embedding=TEIEmbeddingType(pooling=tei_pooling(model.pooling or "mean")))
     else:
-        model_type = TEIModelType(
-            classifier={
-                "id2label": {str(i): label for i, label in enumerate(model.labels)},
-                "label2id": {label: i for i, label in enumerate(model.labels)},
-            }
+        labels: dict[str, dict[str, Any]] = {
+            "id2label": {str(i): label for i, label in enumerate(model.labels)},
+            "label2id": {label: i for i, label in enumerate(model.labels)},
+        }
+        model_type = (
+            TEIModelType(reranker=labels) if model.task == "rerank" else TEIModelType(classifier=labels)
         )
     return TEIInfo(
+        **model_math(model),
         model_id=model.name,
         model_dtype=model.dtype,
         model_type=model_type,
@@ -121,3 +144,25 @@ async def info(runtime: RuntimeDep) -> TEIInfo:
         max_concurrent_requests=settings.max_queue,
         version=__version__,
     )
+
+
+@router.post(
+    "/tokenize",
+    response_model=list[list[TEIToken]],
+    responses=ERROR_RESPONSES,
+    summary="TEI-compatible: how the model's tokenizer cuts each input (ids, texts, offsets)",
+)
+async def tokenize(body: TEITokenizeRequest, runtime: RuntimeDep) -> Response:
+    backend = runtime.backend()
+    if not isinstance(backend, TokenInspector):
+        raise InvalidInput(f"model {backend.info.name!r} has no tokenizer here", param="model")
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    if not texts:
+        raise InvalidInput("inputs must not be empty", param="inputs")
+    check_inputs(runtime.settings, len(texts), param="inputs")
+    check_chars(runtime.settings, sum(len(t) for t in texts), param="inputs")
+    prompt = resolve_prompt(backend.info, body.prompt_name)
+    spans = await asyncio.to_thread(
+        backend.tokenize, texts, add_special_tokens=body.add_special_tokens, prompt=prompt
+    )
+    return FastJSONResponse([[dataclasses.asdict(t) for t in tokens] for tokens in spans])

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from models.base import BatchOutput
+from models.base import BatchOutput, Encoded
 from server.batching.batcher import DynamicBatcher
 from server.batching.faults import Failure, is_device_failure
 from server.errors import InferenceFailed, ModelUnavailable, NonFiniteOutput
@@ -109,8 +109,8 @@ class OomModel(FakeModel):
         self.failed: list[weakref.ref[_Batch]] = []
         self.alive_during_retry: list[bool] = []
 
-    def prepare(self, texts: Sequence[str]) -> _Batch:  # type: ignore[override]
-        return _Batch(texts)
+    def collate(self, batch: Sequence[Encoded]) -> _Batch:  # type: ignore[override]
+        return _Batch(super().collate(batch))
 
     def forward(self, prepared: _Batch) -> BatchOutput:  # type: ignore[override]
         gc.collect()  # only reference cycles need it; a traceback alone keeps frames by reference

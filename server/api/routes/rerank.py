@@ -1,0 +1,80 @@
+"""Rerank routes: text-embeddings-inference's POST /rerank, and POST /v1/rerank (Cohere / Jina)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from server.api.compat_schemas import (
+    RerankRequest,
+    RerankResponse,
+    TEIRank,
+    TEIRerankRequest,
+)
+from server.api.deps import RuntimeDep
+from server.api.rerank import rerank
+from server.api.responses import inference_response
+from server.api.schemas import ERROR_RESPONSES, MODEL_NOT_FOUND, TIMEOUT_HEADER_DOC
+
+router = APIRouter(tags=["rerank"])
+
+
+@router.post(
+    "/rerank",
+    response_model=list[TEIRank],
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+    summary="TEI-compatible rerank: every text scored against the query, best first",
+    openapi_extra=TIMEOUT_HEADER_DOC,
+)
+async def tei_rerank(body: TEIRerankRequest, runtime: RuntimeDep, request: Request) -> Response:
+    started = time.perf_counter()
+    backend = runtime.backend()
+    ranking = await rerank(
+        request, backend, body.query, body.texts, runtime.settings, raw_scores=body.raw_scores, param="texts"
+    )
+    payload = [
+        {
+            "index": d.index,
+            "score": d.score,
+            **({"text": body.texts[d.index]} if body.return_text else {}),
+            "start": d.start,
+            "end": d.end,
+        }
+        for d in ranking.documents
+    ]
+    return inference_response(request, payload, ranking.results, started, model=backend.info.name)
+
+
+@router.post(
+    "/v1/rerank",
+    response_model=RerankResponse,
+    response_model_exclude_none=True,
+    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
+    summary="Cohere / Jina-compatible rerank: the best `top_n` documents for the query",
+    openapi_extra=TIMEOUT_HEADER_DOC,
+)
+async def v1_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) -> Response:
+    started = time.perf_counter()
+    backend = runtime.backend(body.model)
+    texts = [d if isinstance(d, str) else d.text for d in body.documents]
+    ranking = await rerank(request, backend, body.query, texts, runtime.settings)
+    kept = ranking.documents[: body.top_n] if body.top_n is not None else ranking.documents
+    payload = {
+        "id": request.scope.get("state", {}).get("request_id"),
+        "model": backend.info.name,
+        "results": [
+            {
+                "index": d.index,
+                "relevance_score": d.score,
+                **({"document": {"text": texts[d.index]}} if body.return_documents else {}),
+                "start": d.start,
+                "end": d.end,
+            }
+            for d in kept
+        ],
+        "usage": {"total_tokens": ranking.tokens},
+    }
+    return inference_response(request, payload, ranking.results, started, model=backend.info.name)
