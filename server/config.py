@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     max_embedding_inputs: int = Field(
         default=2048, ge=1, le=1_000_000, description="Most inputs in one /v1/embeddings or /embed request."
     )
+    token_ids: Literal["reject", "accept"] = Field(
+        default="reject",
+        description="/v1/embeddings inputs given as token ids: reject (400) or accept, read in the served "
+        "model's own vocabulary. Accept only for clients that tokenise with the model's own tokenizer: "
+        "LangChain's OpenAIEmbeddings sends OpenAI (tiktoken) ids unless check_embedding_ctx_length=False.",
+    )
     embeddings_overflow: Literal["reject", "truncate"] = Field(
         default="reject",
         description="/v1/embeddings inputs over the model's token limit: reject (400) or truncate.",
