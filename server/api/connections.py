@@ -114,7 +114,9 @@ class _LimitedConnection(asyncio.Protocol):
 
     def _request_received(self) -> bool:
         # Both uvicorn protocols start a new `cycle` when a request's headers are complete and
-        # clear its `more_body` once the body has fully arrived.
+        # clear its `more_body` once the body has fully arrived. A pipelined request whose first
+        # bytes came in the same read as the end of the one before is timed from the next read;
+        # should none come, uvicorn's keep-alive timeout closes the connection after the answer.
         cycle = getattr(self, "cycle", None)
         return cycle is not None and cycle is not self._timed_cycle and not cycle.more_body
 
