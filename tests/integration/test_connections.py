@@ -194,15 +194,19 @@ def test_headers_without_a_body_are_closed_too(server: LiveServer) -> None:
     sock.close()
 
 
-def test_a_slow_answer_is_not_cut(server: LiveServer, model: FakeModel, gate: threading.Event) -> None:
+@pytest.mark.parametrize(
+    ("route", "text", "answer"),
+    [("/predict", "slow one", '"predictions"'), ("/stream", "slow two", "event: done")],
+)
+def test_a_slow_answer_is_not_cut(
+    server: LiveServer, model: FakeModel, gate: threading.Event, route: str, text: str, answer: str
+) -> None:
     gate.clear()
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(httpx.post, f"{server.url}/predict", json={"text": "slow one"}, timeout=60)
+        pending = pool.submit(httpx.post, f"{server.url}{route}", json={"text": text}, timeout=60)
         deadline = time.monotonic() + 30
-        while "slow one" not in model.seen:  # the request arrived and is computing
-            assert time.monotonic() < deadline and not pending.done(), (
-                "the slow request never reached the model"
-            )
+        while text not in model.seen:  # the request arrived and is computing
+            assert time.monotonic() < deadline and not pending.done(), "the request never reached the model"
             time.sleep(0.01)
         # A clock: a connection opened now is closed once the timeout has passed.
         clock = half_open(server.port)
@@ -212,6 +216,7 @@ def test_a_slow_answer_is_not_cut(server: LiveServer, model: FakeModel, gate: th
         gate.set()
         r = pending.result(timeout=30)
     assert r.status_code == 200, r.text
+    assert answer in r.text and "error" not in r.text  # the whole answer (SSE: up to `done`)
 
 
 async def test_a_websocket_outlives_the_timeout(server: LiveServer) -> None:
