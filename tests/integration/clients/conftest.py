@@ -40,6 +40,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_ORG_ID"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):  # LangChain's tracing service
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="package")
