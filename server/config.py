@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         description="Idle keep-alive connections are closed after this; longer than clients' pools so "
         "a client never reuses a connection the server is closing.",
     )
+    header_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="A request (headers and body) must fully arrive within this, counted from the "
+        "connection's opening or the first byte of a next keep-alive request; else the connection is "
+        "closed. Raise it for large bodies over slow links.",
+    )
+    max_connections: int | None = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Most open connections; beyond it a new one is answered 503 + Retry-After at once. "
+        "Keep it below the process's file-descriptor limit (ulimit -n).",
+    )
     access_log: bool = Field(default=True, description="Log one line per request.")
 
     @field_validator("pooling")
@@ -250,6 +265,12 @@ class Settings(BaseSettings):
     )
     max_embedding_inputs: int = Field(
         default=2048, ge=1, le=1_000_000, description="Most inputs in one /v1/embeddings or /embed request."
+    )
+    token_ids: Literal["reject", "accept"] = Field(
+        default="reject",
+        description="/v1/embeddings inputs given as token ids: reject (400) or accept, read in the served "
+        "model's own vocabulary. Accept only for clients that tokenise with the model's own tokenizer: "
+        "LangChain's OpenAIEmbeddings sends OpenAI (tiktoken) ids unless check_embedding_ctx_length=False.",
     )
     embeddings_overflow: Literal["reject", "truncate"] = Field(
         default="reject",

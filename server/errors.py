@@ -85,6 +85,12 @@ class NotReady(Overloaded):
     code = "not_ready"
 
 
+class TooManyConnections(Overloaded):
+    """The server holds --max-connections connections: a new one is answered at once, never queued."""
+
+    code = "too_many_connections"
+
+
 class DeadlineExceeded(ConvoyError):
     status = 504
     code = "deadline_exceeded"
@@ -135,6 +141,16 @@ class InputTooLong(InvalidInput):
     """An input is over the model's token limit and the request asked not to truncate."""
 
     code = "context_length_exceeded"
+
+
+class TokenIdsNotAccepted(InvalidInput):
+    """Token ids arrived while the server refuses them (--token-ids reject, the default).
+
+    Ids are only meaningful in the served model's own vocabulary; OpenAI clients tokenise with
+    tiktoken, and those ids decode to other text, so a 200 would be a wrong vector.
+    """
+
+    code = "token_ids_not_accepted"
 
 
 class Unauthorized(ConvoyError):

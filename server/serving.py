@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import time
 from types import FrameType
@@ -10,6 +11,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from server.api.connections import ConnectionLimits, limited_http_protocol
 from server.config import Settings
 from server.runtime import Runtime
 
@@ -17,6 +19,10 @@ log = logging.getLogger("convoy")
 
 # `convoy serve`'s exit status when it stopped because a model stayed unhealthy.
 UNHEALTHY_EXIT_CODE = 3
+
+# File descriptors the process needs besides client connections: model files, the listener,
+# upstream connections, logs.
+_FD_RESERVE = 64
 
 
 class DrainingServer(uvicorn.Server):
@@ -72,8 +78,12 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run(app: FastAPI, settings: Settings) -> None:
-    config = uvicorn.Config(
+def build_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's Config for `settings`: what `run` serves, and what the connection tests serve."""
+    limits = ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+    )
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -82,8 +92,38 @@ def run(app: FastAPI, settings: Settings) -> None:
         access_log=settings.access_log and settings.log_format == "text",
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        # uvicorn's HTTP/1.1 protocol plus a deadline for receiving each request and a connection cap.
+        http=limited_http_protocol(limits),
     )
-    server = DrainingServer(config, app, settings.drain_timeout_s, settings.unhealthy_exit_s)
+
+
+def warn_if_fd_limit_below(max_connections: int | None) -> None:
+    """Past the file-descriptor limit accept() fails and uvicorn stops accepting for a while,
+    instead of answering 503: say so at start, while it can still be fixed."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if (
+        max_connections is not None
+        and soft != resource.RLIM_INFINITY
+        and max_connections + _FD_RESERVE > soft
+    ):
+        log.warning(
+            "max_connections=%d is near or above the file-descriptor limit (%d): raise `ulimit -n` "
+            "or lower --max-connections",
+            max_connections,
+            soft,
+        )
+
+
+def build_server(app: FastAPI, settings: Settings) -> DrainingServer:
+    """The server `convoy serve` runs: uvicorn, its Config from `settings`, drain and health watch."""
+    return DrainingServer(
+        build_config(app, settings), app, settings.drain_timeout_s, settings.unhealthy_exit_s
+    )
+
+
+def run(app: FastAPI, settings: Settings) -> None:
+    warn_if_fd_limit_below(settings.max_connections)
+    server = build_server(app, settings)
     server.run()
     if server.unhealthy_exit:
         raise SystemExit(UNHEALTHY_EXIT_CODE)

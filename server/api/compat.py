@@ -19,7 +19,7 @@ from server.api.cancellation import request_timeout_s
 from server.api.inputs import check_chars, check_chunks, check_inputs, infer
 from server.batching.backend import Backend, BackendInfo, ItemResult, TokenDecoder
 from server.config import Settings
-from server.errors import InputTooLong, InvalidInput
+from server.errors import InputTooLong, InvalidInput, TokenIdsNotAccepted
 
 RawInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 
@@ -68,13 +68,17 @@ async def run_inputs(
 ) -> list[ItemResult]:
     """Check every limit, then queue one chunk per input; results come back in input order.
 
-    `truncate=False` refuses an input over the model's token limit with 400 naming its index
-    (`param[i]`) and ending with `overflow_hint`; `truncate=True` lets the model cut it.
+    Token ids are refused unless `settings.token_ids == "accept"` (ids of another tokenizer would
+    silently embed other text). `truncate=False` refuses an input over the model's token limit
+    with 400 naming its index (`param[i]`) and ending with `overflow_hint`; `truncate=True` lets
+    the model cut it.
     As on /predict, the request's deadline (X-Request-Timeout) and its client's disconnect
     cancel its queued inputs.
     """
     timeout_s = request_timeout_s(request, settings)
     texts, ids = _split_kinds(raw, param)
+    if ids is not None and settings.token_ids == "reject":
+        raise _token_ids_refused(backend.info, param)
     count = len(texts if texts is not None else ids or [])
     if count == 0:
         raise InvalidInput(f"{param} must not be empty", param=param)
@@ -116,6 +120,17 @@ def _split_kinds(raw: RawInput, param: str) -> tuple[list[str] | None, list[list
     return (None, ids) if ids else (texts, None)
 
 
+def _token_ids_refused(info: BackendInfo, param: str) -> TokenIdsNotAccepted:
+    return TokenIdsNotAccepted(
+        f"{param} is token ids, which this server does not accept: ids must be in the served model's "
+        f"own vocabulary ({info.name!r}), or they embed some other text. Send the texts instead. "
+        "LangChain's OpenAIEmbeddings sends OpenAI (tiktoken) token ids unless it is created with "
+        "check_embedding_ctx_length=False. Clients that tokenise with this model's own tokenizer "
+        "can be let in with --token-ids accept (CONVOY_TOKEN_IDS=accept).",
+        param=param,
+    )
+
+
 async def _decode(
     backend: Backend, ids: list[list[int]], limit: int, *, truncate: bool, param: str, hint: str
 ) -> list[str]:
@@ -132,7 +147,11 @@ async def _decode(
         # Token ids are read as the served model's own vocabulary, as vLLM does.
         return await asyncio.to_thread(backend.decode, ids)
     except TokenIdError as exc:
-        raise InvalidInput(f"{param}[{exc.index}]: {exc}", param=f"{param}[{exc.index}]") from None
+        raise InvalidInput(
+            f"{param}[{exc.index}]: {exc}; token ids must be in model {backend.info.name!r}'s own "
+            "vocabulary (OpenAI's tiktoken ids are not)",
+            param=f"{param}[{exc.index}]",
+        ) from None
 
 
 async def _check_token_limit(

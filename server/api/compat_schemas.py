@@ -25,7 +25,10 @@ class EmbeddingsRequest(BaseModel):
         },
     )
 
-    input: OpenAIInput = Field(description="Text, list of texts, token ids, or list of token-id lists.")
+    input: OpenAIInput = Field(
+        description="Text, list of texts, token ids, or list of token-id lists (token ids only when the "
+        "server runs with --token-ids accept; they must be in the served model's own vocabulary)."
+    )
     model: str = Field(description="A served model's name (see GET /v1/models).")
     encoding_format: Literal["float", "base64"] = Field(
         default="float", description="float: JSON numbers; base64: little-endian float32 bytes."

@@ -45,6 +45,7 @@ def limited() -> Iterator[LiveServer]:
         max_request_chunks=4,
         max_embedding_inputs=3,
         embeddings_overflow="truncate",
+        token_ids="accept",  # the generic-500 test reaches the model's decode with token ids
         api_keys=[KEY],
         metrics_require_auth=True,
         log_format="json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -24,6 +25,18 @@ TEXTS = ["Convoy batches requests from many clients.", "Encoders turn text into 
 def client(minilm_server: LiveServer) -> OpenAI:
     # No auth on this server; the client insists on a key all the same.
     return OpenAI(base_url=f"{minilm_server.url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def ids_server() -> Iterator[LiveServer]:
+    """MiniLM with token-id input turned on (`--token-ids accept`); the default refuses it."""
+    with live_server(create_app(make_settings(token_ids="accept"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ids_client(ids_server: LiveServer) -> OpenAI:
+    return OpenAI(base_url=f"{ids_server.url}/v1", api_key="unused", max_retries=0)
 
 
 def as_vector(embedding: list[float] | str) -> np.ndarray:
@@ -72,7 +85,8 @@ def test_client_default_encoding_is_base64_and_decodes(client: OpenAI, minilm_se
     np.testing.assert_allclose(vec, predict_vector(minilm_server, TEXTS[1]), atol=1e-5)
 
 
-def test_token_ids_are_read_in_the_models_vocabulary(client: OpenAI) -> None:
+def test_token_ids_are_read_in_the_models_vocabulary(ids_client: OpenAI) -> None:
+    client = ids_client
     # [CLS]/[SEP]-free WordPiece ids of "hello world" in MiniLM's vocabulary.
     by_ids = client.embeddings.create(input=[[7592, 2088]], model=MODEL, encoding_format="float")
     flat = client.embeddings.create(input=[7592, 2088], model=MODEL, encoding_format="float")
@@ -134,7 +148,8 @@ def test_over_long_input_is_400_naming_its_index(client: OpenAI) -> None:
     assert "input[1]" in body["message"]
 
 
-def test_over_long_token_ids_are_400(client: OpenAI) -> None:
+def test_over_long_token_ids_are_400(ids_client: OpenAI) -> None:
+    client = ids_client
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(input=[[7592], [2088] * 300], model=MODEL)
     assert isinstance(err.value.body, dict) and err.value.body["param"] == "input[1]"
@@ -145,7 +160,6 @@ def test_over_long_token_ids_are_400(client: OpenAI) -> None:
     [
         ({"input": ["fine", ""], "model": MODEL}, "input[1]"),
         ({"input": [], "model": MODEL}, "input"),
-        ({"input": [[1, 99_999_999]], "model": MODEL}, "input[0]"),
         ({"input": "x", "model": MODEL, "dimensions": 385}, "dimensions"),
         ({"input": "x", "model": MODEL, "dimensions": 0}, "body.dimensions"),
         ({"input": "x", "model": MODEL, "encoding_format": "int8"}, "body.encoding_format"),
@@ -164,6 +178,30 @@ def test_bad_requests_are_400_in_openai_shape(
     assert error["type"] == "invalid_request_error"
     if param is not None:
         assert error["param"] == param
+
+
+def test_out_of_vocabulary_token_id_is_400_naming_its_index(ids_server: LiveServer) -> None:
+    r = httpx.post(f"{ids_server.url}/v1/embeddings", json={"input": [[1, 99_999_999]], "model": MODEL})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "input[0]"
+
+
+@pytest.mark.parametrize("ids", [[7592, 2088], [[7592, 2088]], [[7592], [2088]]])
+def test_token_ids_are_refused_by_default(
+    minilm_server: LiveServer, ids: list[int] | list[list[int]]
+) -> None:
+    # Ids of another tokenizer (tiktoken's, from LangChain) decode to other text: refusing them
+    # with a message that names the fix beats answering a wrong vector.
+    r = httpx.post(f"{minilm_server.url}/v1/embeddings", json={"input": ids, "model": MODEL})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert (error["param"], error["code"]) == ("input", "token_ids_not_accepted")
+    for hint in ("own vocabulary", "check_embedding_ctx_length=False", "--token-ids accept"):
+        assert hint in error["message"]
 
 
 def test_timing_and_request_id_headers(minilm_server: LiveServer) -> None:

@@ -11,13 +11,24 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from server.config import Settings
+from server.serving import build_server
+
 
 class LiveServer:
-    def __init__(self, app: FastAPI | Any, **uvicorn_kwargs: Any) -> None:
-        self.config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **uvicorn_kwargs
-        )
-        self.server = uvicorn.Server(self.config)
+    """`server`: a prebuilt uvicorn.Server (e.g. the one `serving_server` builds); otherwise one
+    is built from `uvicorn_kwargs`."""
+
+    def __init__(
+        self, app: FastAPI | Any, server: uvicorn.Server | None = None, **uvicorn_kwargs: Any
+    ) -> None:
+        if server is None:
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **uvicorn_kwargs
+            )
+            server = uvicorn.Server(config)
+        self.config = server.config
+        self.server = server
         self._thread = threading.Thread(target=self.server.run, name="live-server")
         self.port = 0
 
@@ -43,10 +54,19 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(app: FastAPI | Any, **uvicorn_kwargs: Any) -> Iterator[LiveServer]:
-    server = LiveServer(app, **uvicorn_kwargs)
-    server.start()
+def live_server(
+    app: FastAPI | Any, server: uvicorn.Server | None = None, **uvicorn_kwargs: Any
+) -> Iterator[LiveServer]:
+    live = LiveServer(app, server, **uvicorn_kwargs)
+    live.start()
     try:
-        yield server
+        yield live
     finally:
-        server.stop()
+        live.stop()
+
+
+@contextmanager
+def serving_server(app: FastAPI, settings: Settings) -> Iterator[LiveServer]:
+    """`app` served exactly as `convoy serve` serves it (server/serving.py's Config and server)."""
+    with live_server(app, build_server(app, settings)) as live:
+        yield live
