@@ -155,3 +155,27 @@ def test_root_route_classifies_for_a_classifier(classifier_server: LiveServer) -
         f"{classifier_server.url}/v1/embeddings", json={"input": "x", "model": info["model_id"]}
     )
     assert openai_refused.status_code == 400
+
+
+def test_tokenize_shows_how_the_model_cuts_each_input(minilm_server: LiveServer) -> None:
+    from transformers import AutoTokenizer
+
+    from models.hub import default_model_path
+
+    text = "Convoy batches requests."
+    r = httpx.post(f"{minilm_server.url}/tokenize", json={"inputs": [text, "Hi"]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()
+    expected = AutoTokenizer.from_pretrained(str(default_model_path()))(text)["input_ids"]
+    assert [t["id"] for t in first] == expected
+    assert first[0]["special"] and first[-1]["special"] and first[0]["start"] is None
+    for token in first[1:-1]:
+        assert not token["special"]
+        assert text[token["start"] : token["stop"]] == token["text"]  # offsets into the input, as TEI
+    bare = httpx.post(
+        f"{minilm_server.url}/tokenize", json={"inputs": text, "add_special_tokens": False}
+    ).json()
+    assert [t["id"] for t in bare[0]] == expected[1:-1]
+    assert len(second) == 3
+    unknown = httpx.post(f"{minilm_server.url}/tokenize", json={"inputs": text, "prompt_name": "query"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_prompt"

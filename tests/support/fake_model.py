@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from models.base import BatchOutput, Encoded, ModelInfo, TokenSpan
+from models.base import BatchOutput, Encoded, ModelInfo, Task, TokenSpan
 
 Texts = Callable[[Sequence[str]], bool]
 
@@ -52,8 +52,12 @@ class FakeModel:
         seconds_per_batch: float = 0.0,
         seconds_per_token: float = 0.0,
         vector_for: Callable[[str], np.ndarray] = fake_vector,
+        task: Task = "embed",
+        max_tokens: int = 512,
     ) -> None:
-        self.info = ModelInfo(name=name, task="embed", device="cpu", dtype="float32", max_tokens=512, dim=2)
+        self.info = ModelInfo(
+            name=name, task=task, device="cpu", dtype="float32", max_tokens=max_tokens, dim=2
+        )
         self.gate = gate
         self.gate_if = gate_if
         self.fail_if = fail_if
