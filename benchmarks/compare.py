@@ -150,6 +150,7 @@ class Server:
     argv: list[str]
     port: int
     log: Path
+    cwd: Path | None = None  # another checkout's `python -m server.cli` (benchmarks/overhead.py --baseline)
     proc: subprocess.Popen[bytes] | None = None
     idle_rss: int = 0
     peak_rss: int = 0
@@ -159,7 +160,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=self.cwd
+        )
 
     def wait_ready(self, timeout_s: float = 600.0, path: str = "/ready") -> None:
         import httpx

@@ -20,26 +20,32 @@ import uvicorn
 _DIM = 384  # MiniLM's embedding size, so the client parses a body of realistic size
 
 
-def canned_predict_body() -> bytes:
+def canned_bodies(dim: int = _DIM) -> dict[str, bytes]:
+    """Valid answers of /predict and /v1/embeddings for one short text, vectors of `dim` floats."""
     rng = random.Random(0)
-    vector = [rng.uniform(-0.2, 0.2) for _ in range(_DIM)]
-    return orjson.dumps(
-        {
-            "model": "echo",
-            "task": "embed",
-            "chunks": 1,
-            "predictions": [{"index": 0, "start": 0, "end": 90, "tokens": 19, "embedding": vector}],
-            "aggregate": {"embedding": vector},
-        }
-    )
+    vector = [rng.uniform(-0.2, 0.2) for _ in range(dim)]
+    predict = {
+        "model": "echo",
+        "task": "embed",
+        "chunks": 1,
+        "predictions": [{"index": 0, "start": 0, "end": 90, "tokens": 19, "embedding": vector}],
+        "aggregate": {"embedding": vector},
+    }
+    embeddings = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+        "model": "echo",
+        "usage": {"prompt_tokens": 19, "total_tokens": 19},
+    }
+    return {"/predict": orjson.dumps(predict), "/v1/embeddings": orjson.dumps(embeddings)}
 
 
 class EchoApp:
     """A bare ASGI app: no framework, so the server side costs as little as possible."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = _DIM) -> None:
         self._bodies = {
-            "/predict": canned_predict_body(),
+            **canned_bodies(dim),
             "/ready": b'{"status":"ready"}',
             "/models": b'{"models":[{"name":"echo","max_batch_size":32}]}',
         }
@@ -67,8 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--dim", type=int, default=_DIM, help="floats per canned vector (a model's size)")
     args = parser.parse_args()
-    uvicorn.run(EchoApp(), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(EchoApp(args.dim), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,20 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from models.base import Model
 from server import __version__
+from server.api.compat_schemas import EmbeddingsRequest, TEIRequest
 from server.api.deps import RequireAuth
 from server.api.error_handlers import install_error_handlers
+from server.api.fast_path import ConvoyApp, FastPath, Handler
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware, install_cors
 from server.api.responses import FastJSONResponse
 from server.api.routes import health, openai, predict, process, rerank, stream, tei, ws
-from server.api.schemas import UNAUTHORIZED
+from server.api.schemas import UNAUTHORIZED, PredictRequest
 from server.batching.backend import Backend
-from server.batching.batched import BatchedBackend
+from server.batching.batched import CPU_BATCH_SIZE, GPU_BATCH_SIZE, BatchedBackend, batching_settings
 from server.config import Settings
 from server.metrics import Metrics
 from server.multi_model import ModelsFileError, served_models
@@ -53,7 +56,7 @@ def model_spec(settings: Settings) -> ModelSpec:
         device=settings.device,
         dtype=settings.dtype,
         torch_threads=settings.torch_threads,
-        warmup_batch_size=settings.max_batch_size,
+        warmup_batch_size=settings.max_batch_size or CPU_BATCH_SIZE,
         name=settings.model_name,
         pooling=settings.pooling,
         default_prompt_name=settings.default_prompt_name,
@@ -82,7 +85,7 @@ async def start_local_backends(
                 raise ModelsFileError(f"two models are named {name!r}; name them (NAME=SOURCE or name = ...)")
             await backend.start()
             backends[name] = backend
-            model_settings[name] = settings
+            model_settings[name] = batching_settings(settings, backend.info.device)
     except BaseException:
         await stop_backends(backends, timeout_s=None)  # nothing was served: nothing to drain
         raise
@@ -95,7 +98,7 @@ async def stop_backends(backends: dict[str, Backend], timeout_s: float | None) -
         await backend.stop(timeout_s)
 
 
-def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
+def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> ConvoyApp:
     """Build the app. `model_factory` swaps the model (tests use small or faulty ones).
 
     Raises `SecurityConfigError` at once for unusable auth settings (before any model loads).
@@ -106,7 +109,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = served_models(settings)
-        metrics = Metrics(max(m.max_batch_size for m in models))
+        metrics = Metrics(max(m.max_batch_size or GPU_BATCH_SIZE for m in models))
         # One pooled HTTP client for every upstream call (/process, --backend remote).
         upstreams = UpstreamClient.from_settings(settings, metrics)
         log_auth_mode(auth, settings)
@@ -115,7 +118,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
                 backend = build_remote_backend(settings, metrics, upstreams)
                 await backend.start()
                 backends: dict[str, Backend] = {backend.info.name: backend}
-                model_settings: dict[str, Settings] = {}
+                model_settings = {backend.info.name: batching_settings(settings, backend.info.device)}
             else:
                 backends, model_settings = await start_local_backends(models, metrics, factory)
             runtime = Runtime(
@@ -138,7 +141,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
             await upstreams.aclose()
             log.info("stopped")
 
-    app = FastAPI(
+    json_access_log = settings.access_log and settings.log_format == "json"
+    app = ConvoyApp(
         title="Convoy",
         version=__version__,
         summary="Dynamic-batching inference server for Hugging Face encoder models.",
@@ -146,16 +150,27 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
         default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
-    # Added innermost first: request context (X-Request-ID on every answer) -> CORS -> body limit.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    install_cors(app, settings)
-    app.add_middleware(
-        RequestContextMiddleware, json_access_log=settings.access_log and settings.log_format == "json"
-    )
     app.include_router(health.router)
     routers = (predict, process, stream, ws, openai, tei, rerank)
     for router in (module.router for module in routers):
         app.include_router(router, dependencies=[RequireAuth], responses=UNAUTHORIZED)
+    # The hot routes' fast path runs before any middleware and does their share itself.
+    hot: dict[str, tuple[type[BaseModel], Handler]] = {
+        "/v1/embeddings": (EmbeddingsRequest, openai.create_embeddings),
+        "/embed": (TEIRequest, tei.embed),
+        "/": (TEIRequest, tei.infer),
+        "/predict": (PredictRequest, predict.predict),
+    }
+    app.fast_path = FastPath(
+        hot,
+        max_body_bytes=settings.max_body_bytes,
+        cors=bool(settings.cors_allow_origins),
+        json_access_log=json_access_log,
+    )
+    # Added innermost first: body limit -> CORS -> request context (X-Request-ID on every answer).
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_cors(app, settings)
+    app.add_middleware(RequestContextMiddleware, json_access_log=json_access_log)
     return app
 
 

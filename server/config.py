@@ -61,7 +61,13 @@ class Settings(BaseSettings):
     )
 
     # --- batching ---
-    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks per forward pass.")
+    max_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Chunks per forward pass; default 32 on CPU, 1024 on GPU (where the token budget, "
+        "not a count, should bind).",
+    )
     max_batch_tokens: int | None = Field(
         default=None,
         ge=1,

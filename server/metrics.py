@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
@@ -29,6 +32,19 @@ def _powers_of_two(limit: int) -> tuple[float, ...]:
         b *= 2
     buckets.append(float(limit))
     return tuple(buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetrics:
+    """One model's labelled children of the Metrics collectors."""
+
+    queue_depth: Any
+    batch_size: Any
+    inference_seconds: Any
+    chunks_ok: Any
+    chunks_error: Any
+    cancelled: Any
+    rejected: Counter  # by reason, not by model
 
 
 class Metrics:
@@ -87,3 +103,32 @@ class Metrics:
         self.websockets = Gauge(
             "convoy_websocket_connections", "Open /ws connections (still cleaning up included).", registry=r
         )
+        # Labelled children by label values: `labels()` validates and locks on every call, which
+        # is a measurable share of a request's cost when the model is fast.
+        self._latency_by_route: dict[str, Any] = {}
+        self._requests_by_route_status: dict[tuple[str, int], Any] = {}
+
+    def for_model(self, model: str) -> ModelMetrics:
+        """The collectors of one model, labelled once (a batcher updates them per batch)."""
+        return ModelMetrics(
+            queue_depth=self.queue_depth.labels(model),
+            batch_size=self.batch_size.labels(model),
+            inference_seconds=self.inference_seconds.labels(model),
+            chunks_ok=self.chunks.labels(model, "ok"),
+            chunks_error=self.chunks.labels(model, "error"),
+            cancelled=self.cancelled.labels(model),
+            rejected=self.rejected,
+        )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """One answered request: its latency and its count, by route (and status)."""
+        latency = self._latency_by_route.get(route)
+        if latency is None:
+            latency = self._latency_by_route[route] = self.request_latency.labels(route)
+        latency.observe(seconds)
+        counter = self._requests_by_route_status.get((route, status))
+        if counter is None:
+            counter = self._requests_by_route_status[(route, status)] = self.requests.labels(
+                route, str(status)
+            )
+        counter.inc()

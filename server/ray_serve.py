@@ -71,6 +71,8 @@ def build_application(settings: Settings) -> Application:
         app = create_app(replica_settings)
         replica_id = serve.get_replica_context().replica_id.unique_id
         app.add_middleware(ReplicaHeadersMiddleware, replica_id=replica_id)
+        # Every answer must pass the replica middleware: no route may skip the middleware stack.
+        app.fast_path = None
         return app
 
     @serve.ingress(build_app)

@@ -70,6 +70,11 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request, exc)
+
+
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    """Log an exception nobody answered on purpose; the client gets a generic 500, no internals."""
     request_id = request.scope.get("state", {}).get("request_id")
     log.error(
         "unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc

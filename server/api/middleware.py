@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = incoming_request_id(scope) or secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 
@@ -62,13 +62,12 @@ class RequestContextMiddleware:
             route = getattr(scope.get("route"), "path", "unmatched")
             if runtime is not None:
                 runtime.request_finished()
-                runtime.metrics.request_latency.labels(route).observe(elapsed)
-                runtime.metrics.requests.labels(route, str(status)).inc()
+                runtime.metrics.observe_request(route, status, elapsed)
             if self._json_access_log:
-                _log_json(scope, request_id, route, status, elapsed)
+                log_access(scope, request_id, route, status, elapsed)
 
 
-def _log_json(scope: Scope, request_id: str, route: str, status: int, elapsed: float) -> None:
+def log_access(scope: Scope, request_id: str, route: str, status: int, elapsed: float) -> None:
     """One JSON object a line, for log shippers; `model`/`chunks` come from the inference route."""
     if not access_log.isEnabledFor(logging.INFO):
         return
@@ -89,7 +88,7 @@ def _log_json(scope: Scope, request_id: str, route: str, status: int, elapsed: f
     access_log.info(orjson.dumps(record).decode())
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1").strip()
@@ -129,13 +128,13 @@ class BodyLimitMiddleware:
         async def counting_receive() -> Message:
             nonlocal received, exceeded
             if exceeded:
-                raise PayloadTooLarge(_message(limit))
+                raise PayloadTooLarge(body_limit_message(limit))
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     exceeded = True
-                    raise PayloadTooLarge(_message(limit))
+                    raise PayloadTooLarge(body_limit_message(limit))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -166,12 +165,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _message(limit: int) -> str:
+def body_limit_message(limit: int) -> str:
     return f"the request body is larger than {limit} bytes (max_body_bytes)"
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    exc = PayloadTooLarge(_message(limit))
+    exc = PayloadTooLarge(body_limit_message(limit))
     # No `Connection: close`: closing with the body still arriving makes the kernel reset the
     # connection, and the client may lose the 413 before reading it. The server discards the
     # rest of the body once the response is complete.

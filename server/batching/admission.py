@@ -59,6 +59,11 @@ class BatchCost:
         self._smallest = math.inf
         self._largest = 0.0
         self._mean_s = 0.0
+        # What estimates read, derived once per batch rather than per request.
+        self.trusted = False  # enough batches seen to estimate at all
+        self.separated = False  # sizes different enough to tell the fixed part from the per-token part
+        self.fixed_s = 0.0
+        self.per_token_s = 0.0
 
     def observe(self, padded_tokens: float, seconds: float) -> None:
         x0, x1 = 1.0, padded_tokens * _TOKEN_SCALE
@@ -79,24 +84,13 @@ class BatchCost:
         self.batches += 1
         self._smallest = min(self._smallest, padded_tokens)
         self._largest = max(self._largest, padded_tokens)
-
-    @property
-    def trusted(self) -> bool:
-        """Enough batches seen to estimate at all."""
-        return self.batches >= _MIN_BATCHES
-
-    @property
-    def separated(self) -> bool:
-        """Batches of different enough sizes seen to tell the fixed part from the per-token part."""
-        return self._largest >= _MIN_SPREAD * max(self._smallest, 1.0)
-
-    @property
-    def fixed_s(self) -> float:
-        return max(self._theta[0], 0.0) if self.separated else self._mean_s
-
-    @property
-    def per_token_s(self) -> float:
-        return max(self._theta[1], 0.0) * _TOKEN_SCALE if self.separated else 0.0
+        self.trusted = self.batches >= _MIN_BATCHES
+        self.separated = self._largest >= _MIN_SPREAD * max(self._smallest, 1.0)
+        if self.separated:
+            self.fixed_s = max(self._theta[0], 0.0)
+            self.per_token_s = max(self._theta[1], 0.0) * _TOKEN_SCALE
+        else:
+            self.fixed_s, self.per_token_s = self._mean_s, 0.0
 
     def seconds(self, padded_tokens: float) -> float:
         return self.fixed_s + self.per_token_s * padded_tokens

@@ -17,10 +17,29 @@ from server.metrics import Metrics
 # with 2048 vs 16384); a GPU has spare parallelism for large batches.
 CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 16384
+# Inputs per forward pass. On a GPU the token budget should bind, not a count: 32 inputs of
+# 256 tokens are 8,192 tokens, half the budget, and short-text batches stay launch-bound
+# (text-embeddings-inference caps no count by default). On a CPU, 32 is where throughput levels.
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZE = 1024
 
 
 def default_batch_tokens(device: str) -> int:
     return CPU_BATCH_TOKENS if device == "cpu" else GPU_BATCH_TOKENS
+
+
+def default_batch_size(device: str) -> int:
+    return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
+
+
+def batching_settings(settings: Settings, device: str) -> Settings:
+    """`settings` with the batch caps it left to the device filled in (what /models reports)."""
+    return settings.model_copy(
+        update={
+            "max_batch_size": settings.max_batch_size or default_batch_size(device),
+            "max_batch_tokens": settings.max_batch_tokens or default_batch_tokens(device),
+        }
+    )
 
 
 class BatchedBackend:
@@ -33,10 +52,12 @@ class BatchedBackend:
     @classmethod
     def batched(cls, model: Model | AsyncModel, settings: Settings, metrics: Metrics) -> BatchedBackend:
         """`model` behind a DynamicBatcher configured by `settings`."""
+        resolved = batching_settings(settings, model.info.device)
+        assert resolved.max_batch_size is not None
         batcher = DynamicBatcher(
             model,
-            max_batch_size=settings.max_batch_size,
-            max_batch_tokens=settings.max_batch_tokens or default_batch_tokens(model.info.device),
+            max_batch_size=resolved.max_batch_size,
+            max_batch_tokens=resolved.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
             max_queue=settings.max_queue,
             metrics=metrics,

@@ -37,6 +37,10 @@ log = logging.getLogger("convoy.batcher")
 _GAP_ALPHA = 0.2
 # Weight of the newest batch in the running estimate of characters per token.
 _RATIO_ALPHA = 0.1
+# Weight of the newest batch in the running times of a forward pass and of tokenising a batch.
+_TIMING_ALPHA = 0.2
+# The next batch is taken this many tokenising times before the running one should end.
+_AHEAD_MARGIN = 2.0
 _NON_FINITE = (
     "the model produced a non-finite value (inf or NaN) for this input; with dtype {dtype} this is "
     "usually an overflow: serve the model in float32 or bfloat16"
@@ -109,9 +113,12 @@ class DynamicBatcher:
         self._special_tokens = model.info.special_tokens
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
-        self._metrics = metrics
         self._label = model.info.name
+        self._metrics = metrics.for_model(self._label) if metrics else None
         self._queue: deque[_Item] = deque()
+        if self._metrics:
+            # Read when Prometheus scrapes, not written on every submit and take.
+            self._metrics.queue_depth.set_function(lambda: len(self._queue))
         self._wake = asyncio.Event()
         self._closed = False
         self._failure: BaseException | None = None
@@ -123,6 +130,9 @@ class DynamicBatcher:
         # Whether waiting for a batch to fill is expected to gather anything. Cleared by a wait
         # that gathered nothing (a lone client), set again by evidence of concurrent clients.
         self._wait_pays = True
+        self._compute_started = 0.0  # event-loop time the running batch started
+        self._compute_s = 0.0  # running estimate of a batch's compute time (0: none run yet)
+        self._prepare_s = 0.0  # running estimate of tokenising and collating a batch
         self._admission = AdmissionControl(
             max_batch_size=max_batch_size, max_batch_tokens=self.max_batch_tokens, metrics=metrics
         )
@@ -263,7 +273,6 @@ class DynamicBatcher:
             self._queue.append(_Item(text, fut, now, n, kind))
             futures.append(fut)
         self._admission.enqueue(request_tokens, len(texts))
-        self._set_depth()
         self._wake.set()
         return futures
 
@@ -279,6 +288,7 @@ class DynamicBatcher:
                 await inflight
             inflight = asyncio.create_task(self._compute(prepared))
             self._busy = True
+            self._compute_started = self._loop.time()
             inflight.add_done_callback(self._on_compute_done)
         if inflight is not None:
             await inflight
@@ -301,7 +311,29 @@ class DynamicBatcher:
                 return self._take()
             if not queued and self._closed:
                 return None
-            await self._wake.wait()
+            ahead_at = self._prepare_ahead_at() if queued else None
+            if ahead_at is None:
+                await self._wake.wait()
+                continue
+            # Take the next batch just before the running one should end, so it is tokenised
+            # beside it and the model never waits for the tokenizer (on a GPU a forward pass
+            # takes a few ms, tokenising a batch about as long).
+            delay = ahead_at - self._loop.time()
+            if delay <= 0:
+                return self._take()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    def _prepare_ahead_at(self) -> float | None:
+        """When to take the next batch while the model is busy; None: wait until it is free (or a
+        batch fills), as when there is no history yet or the running batch is overdue (held)."""
+        if self._compute_s <= 0:
+            return None
+        end = self._compute_started + self._compute_s
+        if self._loop.time() > end:
+            return None
+        return end - _AHEAD_MARGIN * self._prepare_s
 
     def _worth_waiting(self) -> bool:
         # Expect at least two more arrivals inside the window; otherwise waiting only adds latency.
@@ -331,7 +363,7 @@ class DynamicBatcher:
             else:
                 window.append(item)
         if skipped and self._metrics:
-            self._metrics.cancelled.labels(self._label).inc(skipped)
+            self._metrics.cancelled.inc(skipped)
         # The oldest item plus those nearest it in length: similar lengths waste little padding.
         chosen = select_batch(
             [it.tokens for it in window],
@@ -344,7 +376,6 @@ class DynamicBatcher:
             left = [it for i, it in enumerate(window) if i not in picked]
             self._queue.extendleft(reversed(left))
             self._admission.enqueue(sum(it.tokens for it in left), len(left))
-        self._set_depth()
         items.sort(key=lambda it: len(it.text))
         return items
 
@@ -352,17 +383,19 @@ class DynamicBatcher:
         prepared = _Prepared(items)
         if not items or self._sync_model is None:
             return prepared
+        started = self._loop.time()
         try:
             prepared.encoded = await self._loop.run_in_executor(self._tokenize_pool, self._collate, items)
         except Exception:
             prepared.failed = True  # retried (and isolated) in the forward step
+        self._prepare_s += _TIMING_ALPHA * (self._loop.time() - started - self._prepare_s)
         return prepared
 
     async def _compute(self, prepared: _Prepared) -> None:
         """Run one batch and resolve its futures. Never raises: errors land on futures."""
         items = [it for it in prepared.items if not it.future.done()]
         if len(items) < len(prepared.items) and self._metrics:
-            self._metrics.cancelled.labels(self._label).inc(len(prepared.items) - len(items))
+            self._metrics.cancelled.inc(len(prepared.items) - len(items))
         if len(items) < len(prepared.items) or prepared.failed:
             prepared.encoded = None  # re-tokenise the survivors (or retry a failed tokenisation)
         if items:
@@ -412,8 +445,8 @@ class DynamicBatcher:
             items=len(items), real_tokens=int(tokens.sum()), longest=int(tokens.max()), seconds=elapsed
         )
         if self._metrics:
-            self._metrics.batch_size.labels(self._label).observe(len(items))
-            self._metrics.inference_seconds.labels(self._label).observe(elapsed)
+            self._metrics.batch_size.observe(len(items))
+            self._metrics.inference_seconds.observe(elapsed)
         vectors, norms, raw = output.vectors, output.norms, output.raw
         # A non-finite row (float16 overflow, a broken head) would be written as JSON `null`
         # inside a 200: fail only the items it belongs to. One vectorised check per batch.
@@ -440,9 +473,9 @@ class DynamicBatcher:
                 )
             )
         if self._metrics:
-            self._metrics.chunks.labels(self._label, "ok").inc(ok)
+            self._metrics.chunks_ok.inc(ok)
             if ok < len(items):
-                self._metrics.chunks.labels(self._label, "error").inc(len(items) - ok)
+                self._metrics.chunks_error.inc(len(items) - ok)
 
     def _collate(self, items: Sequence[_Item]) -> Any:
         """Tokenise a batch, request kind by kind (usually one), and pad it on the device."""
@@ -504,13 +537,17 @@ class DynamicBatcher:
 
     def _fail_items(self, items: list[_Item], exc: Exception) -> None:
         if self._metrics:
-            self._metrics.chunks.labels(self._label, "error").inc(len(items))
+            self._metrics.chunks_error.inc(len(items))
         for item in items:
             if not item.future.done():
                 item.future.set_exception(exc)
 
     def _on_compute_done(self, _: asyncio.Task[None]) -> None:
         self._busy = False
+        elapsed = self._loop.time() - self._compute_started
+        self._compute_s = (
+            elapsed if self._compute_s <= 0 else self._compute_s + _TIMING_ALPHA * (elapsed - self._compute_s)
+        )
         self._wake.set()
 
     # ---- failure and bookkeeping -----------------------------------------------------------
@@ -530,8 +567,3 @@ class DynamicBatcher:
             if not item.future.done():
                 item.future.set_exception(exc)
         self._admission.clear()
-        self._set_depth()
-
-    def _set_depth(self) -> None:
-        if self._metrics:
-            self._metrics.queue_depth.labels(self._label).set(len(self._queue))

@@ -12,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from server.app import create_app, load_configured_model
+from server.batching.batched import CPU_BATCH_SIZE, CPU_BATCH_TOKENS
 from server.batching.batcher import DynamicBatcher
 from tests.support.live_server import live_server
 from tests.support.settings import make_settings
@@ -47,8 +48,8 @@ async def test_the_estimate_for_a_thousand_documents_is_right_within_2x() -> Non
     model = await asyncio.to_thread(load_configured_model, settings)
     batcher = DynamicBatcher(
         model,
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=2048,  # the CPU default (server/batching/batched.py)
+        max_batch_size=CPU_BATCH_SIZE,
+        max_batch_tokens=CPU_BATCH_TOKENS,
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
     )

@@ -9,6 +9,7 @@ import sys
 import httpx
 import pytest
 
+from server.batching.batched import batching_settings
 from server.config import Settings
 from tests.support.server_process import convoy_serve_command, server_process
 
@@ -29,13 +30,12 @@ def run_cli(
 
 def test_defaults_match_the_documented_ones() -> None:
     s = Settings()
-    assert (s.host, s.port, s.max_batch_size, s.max_wait_ms, s.max_queue) == (
-        "127.0.0.1",
-        8000,
-        32,
-        5.0,
-        4096,
-    )
+    assert (s.host, s.port, s.max_wait_ms, s.max_queue) == ("127.0.0.1", 8000, 5.0, 4096)
+    # The batch caps depend on the device (README: 32 inputs and 2048 tokens on CPU; on a GPU,
+    # 16384 tokens, and a count cap of 1024 that the token budget reaches first).
+    cpu, gpu = batching_settings(s, "cpu"), batching_settings(s, "cuda:0")
+    assert (cpu.max_batch_size, cpu.max_batch_tokens) == (32, 2048)
+    assert (gpu.max_batch_size, gpu.max_batch_tokens) == (1024, 16384)
     assert (s.model, s.task, s.device, s.dtype) == (None, None, "auto", "auto")
 
 

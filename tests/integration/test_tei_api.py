@@ -12,6 +12,7 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
 from server.app import create_app
+from server.batching.batched import CPU_BATCH_SIZE
 from tests.support.live_server import LiveServer, live_server
 from tests.support.settings import make_settings
 
@@ -102,7 +103,7 @@ def test_info_describes_the_model(minilm_server: LiveServer) -> None:
     assert info["model_dtype"] == "float32" and info["device"] == "cpu"
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
     assert info["max_input_length"] == 256
-    assert info["max_batch_size"] == make_settings().max_batch_size
+    assert info["max_batch_size"] == CPU_BATCH_SIZE  # the default on CPU
 
 
 def test_health_and_ready_answer_200_when_serving(minilm_server: LiveServer) -> None:

@@ -64,7 +64,7 @@ async def list_models(runtime: RuntimeDep) -> ModelsResponse:
                 task=info.task,
                 device=info.device,
                 dtype=info.dtype,
-                max_batch_size=runtime.settings_for(info.name).max_batch_size,
+                max_batch_size=runtime.settings_for(info.name).max_batch_size or 0,
                 max_tokens=info.max_tokens,
                 labels=list(info.labels) or None,
             )

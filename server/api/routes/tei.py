@@ -138,7 +138,7 @@ async def info(runtime: RuntimeDep) -> TEIInfo:
         model_dtype=model.dtype,
         model_type=model_type,
         device=model.device,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=runtime.settings_for(model.name).max_batch_size or 0,
         max_input_length=model.max_tokens,
         max_client_batch_size=settings.max_embedding_inputs,
         max_concurrent_requests=settings.max_queue,

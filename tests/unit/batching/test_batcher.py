@@ -6,10 +6,12 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
+from models.base import BatchOutput, Encoded
 from server.batching.backend import ItemResult
 from server.batching.batcher import DynamicBatcher
 from server.errors import InferenceFailed, InvalidInput, Overloaded, ShuttingDown
@@ -259,3 +261,42 @@ async def test_token_budget_caps_padded_batch_cost(gate: threading.Event) -> Non
     await asyncio.gather(*first, *rest)
     assert [len(b) for b in model.batches[1:]] == [3, 3]
     await batcher.stop()
+
+
+class TimedModel(FakeModel):
+    """Records when each batch's tokenisation starts and each forward pass ends."""
+
+    def __init__(self) -> None:
+        super().__init__(seconds_per_batch=0.03)
+        self.events: list[tuple[str, float]] = []
+
+    def collate(self, batch: Sequence[Encoded]) -> list[str]:
+        self.events.append(("collate", time.perf_counter()))
+        time.sleep(0.005)  # a tokenizer that costs something, as on a GPU host
+        return super().collate(batch)
+
+    def forward(self, prepared: list[str]) -> BatchOutput:
+        out = super().forward(prepared)
+        self.events.append(("forward_end", time.perf_counter()))
+        return out
+
+
+async def test_the_next_batch_is_tokenised_while_the_current_one_computes() -> None:
+    model = TimedModel()
+    batcher = await started(model, max_batch_size=32, max_wait_ms=0)  # never full here
+    for _ in range(3):  # history: how long a batch computes, how long tokenising takes
+        await asyncio.gather(*batcher.submit(["warm up"] * 2))
+    model.events.clear()
+    # A steady trickle, never a full batch: the next batch must still be taken early.
+    futures = []
+    for i in range(40):
+        futures += batcher.submit([f"trickle {i}"])
+        await asyncio.sleep(0.004)  # pacing the arrivals (the load), not synchronisation
+    await asyncio.gather(*futures)
+    await batcher.stop()
+    collates = [at for kind, at in model.events if kind == "collate"]
+    ends = [at for kind, at in model.events if kind == "forward_end"]
+    # Batch k+1 started tokenising before batch k's forward pass ended.
+    overlapped = sum(1 for k in range(min(len(collates) - 1, len(ends))) if collates[k + 1] < ends[k])
+    assert len(ends) >= 4
+    assert overlapped >= len(ends) - 2, (collates, ends)
