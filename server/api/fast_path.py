@@ -20,7 +20,6 @@ Those are answered as before, errors included.
 from __future__ import annotations
 
 import email.message
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from server.api.error_handlers import convoy_error_response, unexpected_error_response
-from server.api.middleware import body_limit_message, incoming_request_id, log_access
+from server.api.middleware import body_limit_message, incoming_request_id, log_access, new_request_id
 from server.errors import ConvoyError, PayloadTooLarge
 from server.runtime import Runtime
 
@@ -99,7 +98,7 @@ class FastPath:
             except (orjson.JSONDecodeError, ValidationError, RecursionError):
                 await slow(scope, _replay(body, receive), send)
                 return
-        request_id = incoming_request_id(scope) or secrets.token_hex(16)
+        request_id = incoming_request_id(scope) or new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         scope["route"] = route

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
+from random import getrandbits
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = incoming_request_id(scope) or secrets.token_hex(16)
+        request_id = incoming_request_id(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 
@@ -86,6 +86,12 @@ def log_access(scope: Scope, request_id: str, route: str, status: int, elapsed: 
         "chunks": state.get("chunks"),
     }
     access_log.info(orjson.dumps(record).decode())
+
+
+def new_request_id() -> str:
+    """128 random bits in hex. A request id needs uniqueness, not secrecy: no os.urandom syscall
+    (which releases the GIL mid-request, to a model thread that may keep it for milliseconds)."""
+    return f"{getrandbits(128):032x}"
 
 
 def incoming_request_id(scope: Scope) -> str | None:
