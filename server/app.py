@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("convoy")
 
 ModelFactory = Callable[[Settings], Model]
+# The served models' Settings and the app's Metrics -> started backends by name, and each one's
+# Settings (start_local_backends' answer); `--workers N` front-ends connect to the engine so.
+BackendsFactory = Callable[
+    [list[Settings], Metrics], Awaitable[tuple[dict[str, Backend], dict[str, Settings]]]
+]
 
 
 def load_configured_model(settings: Settings) -> Model:
@@ -95,8 +100,14 @@ async def stop_backends(backends: dict[str, Backend], timeout_s: float | None) -
         await backend.stop(timeout_s)
 
 
-def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> FastAPI:
-    """Build the app. `model_factory` swaps the model (tests use small or faulty ones).
+def create_app(
+    settings: Settings,
+    *,
+    model_factory: ModelFactory | None = None,
+    backends_factory: BackendsFactory | None = None,
+) -> FastAPI:
+    """Build the app. `model_factory` swaps the model (tests use small or faulty ones);
+    `backends_factory` replaces loading the models here (a `--workers N` front-end).
 
     Raises `SecurityConfigError` at once for unusable auth settings (before any model loads).
     """
@@ -116,6 +127,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
                 await backend.start()
                 backends: dict[str, Backend] = {backend.info.name: backend}
                 model_settings: dict[str, Settings] = {}
+            elif backends_factory is not None:
+                backends, model_settings = await backends_factory(models, metrics)
             else:
                 backends, model_settings = await start_local_backends(models, metrics, factory)
             runtime = Runtime(

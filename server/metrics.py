@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -22,6 +23,16 @@ _LATENCY_BUCKETS = (
 )
 
 
+_FRONTEND_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
+
+
+def multiprocess_enabled() -> bool:
+    """prometheus_client's multiprocess mode: chosen when it was first imported, by the
+    PROMETHEUS_MULTIPROC_DIR environment variable (`convoy serve --workers N` sets it for its
+    processes). Each process's values then live in files there."""
+    return values.ValueClass is not values.MutexValue
+
+
 def _powers_of_two(limit: int) -> tuple[float, ...]:
     buckets, b = [], 1
     while b < limit:
@@ -37,7 +48,14 @@ class Metrics:
     def __init__(self, max_batch_size: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.queue_depth = Gauge("convoy_queue_depth", "Chunks waiting for a batch.", ["model"], registry=r)
+        # multiprocess_mode: how `--workers N` sums a gauge over its processes (ignored otherwise).
+        self.queue_depth = Gauge(
+            "convoy_queue_depth",
+            "Chunks waiting for a batch.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.batch_size = Histogram(
             "convoy_batch_size",
             "Chunks per forward pass.",
@@ -85,5 +103,21 @@ class Metrics:
             "convoy_upstream_retries_total", "Attempts repeated after a retryable failure.", registry=r
         )
         self.websockets = Gauge(
-            "convoy_websocket_connections", "Open /ws connections (still cleaning up included).", registry=r
+            "convoy_websocket_connections",
+            "Open /ws connections (still cleaning up included).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
+        # --- the engine of --workers N ---
+        self.batch_frontends = Histogram(
+            "convoy_batch_frontends",
+            "Front-end processes whose chunks share one forward pass (the engine of --workers N).",
+            ["model"],
+            buckets=_FRONTEND_BUCKETS,
+            registry=r,
+        )
+        if multiprocess_enabled():
+            # Every process of `--workers N` writes its values to PROMETHEUS_MULTIPROC_DIR; /metrics
+            # (any front-end) reads them all: counters and histograms summed, gauges as set above.
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -53,15 +53,20 @@ class InputKind:
 
 
 _PLAIN = InputKind()
+# Items tokenised elsewhere (submit_encoded: a front-end process did it). Told apart from _PLAIN by
+# identity, as the collate step compares kinds; never grouped with texts.
+_ENCODED = InputKind()
 
 
 @dataclass(slots=True, eq=False)
 class _Item:
-    text: str
+    text: str  # "" when `encoded` is set
     future: asyncio.Future[ItemResult]
     enqueued: float
-    tokens: float  # estimated from characters until the tokenizer has counted
+    tokens: float  # estimated from characters until the tokenizer has counted; exact when encoded
     kind: InputKind
+    encoded: Encoded | None = None  # the model input, when it arrived tokenised
+    tag: object = None  # the submitter's mark, handed to `on_batch` (the engine: which front-end)
 
 
 @dataclass(slots=True)
@@ -131,6 +136,9 @@ class DynamicBatcher:
         self.unhealthy_since: float | None = None  # time.monotonic() when health was lost
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
+        # Called on the loop with the tags of each batch taken (the engine counts front-ends per
+        # batch); None costs one check per batch.
+        self.on_batch: Callable[[list[object]], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -220,6 +228,30 @@ class DynamicBatcher:
         refused now (503) rather than accepted and timed out later (504); one that could not
         meet it even on an idle model gets 504 at once.
         """
+        kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
+        return self._enqueue(texts, self._token_estimates(texts, kind), kind, deadline_s)
+
+    def submit_encoded(
+        self, encoded: Sequence[Encoded], *, deadline_s: float | None = None, tag: object = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's chunks tokenised elsewhere (a front-end process, `--workers N`).
+
+        As `submit`, but the items skip the tokenise step and count their exact tokens for batch
+        selection and admission. `tag` marks the items for `on_batch`.
+        """
+        if self._async_model is not None:  # an upstream takes texts, not token ids
+            raise InvalidInput(f"model {self._label!r} takes texts only")
+        tokens = [float(len(e.ids)) for e in encoded]
+        return self._enqueue(encoded, tokens, _ENCODED, deadline_s, tag)
+
+    def _enqueue(
+        self,
+        texts: Sequence[str] | Sequence[Encoded],
+        tokens: list[float],
+        kind: InputKind,
+        deadline_s: float | None,
+        tag: object = None,
+    ) -> list[asyncio.Future[ItemResult]]:
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
         if self._device_failure is not None:
@@ -238,8 +270,6 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
-        kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
-        tokens = self._token_estimates(texts, kind)
         request_tokens = sum(tokens)
         self._admission.check(Work(len(texts), request_tokens), deadline_s, busy=self._busy)
 
@@ -258,10 +288,16 @@ class DynamicBatcher:
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
-        for text, n in zip(texts, tokens, strict=True):
-            fut: asyncio.Future[ItemResult] = loop.create_future()
-            self._queue.append(_Item(text, fut, now, n, kind))
-            futures.append(fut)
+        if kind is _ENCODED:
+            for enc, n in zip(cast("Sequence[Encoded]", texts), tokens, strict=True):
+                fut: asyncio.Future[ItemResult] = loop.create_future()
+                self._queue.append(_Item("", fut, now, n, kind, enc, tag))
+                futures.append(fut)
+        else:
+            for text, n in zip(cast("Sequence[str]", texts), tokens, strict=True):
+                fut = loop.create_future()
+                self._queue.append(_Item(text, fut, now, n, kind))
+                futures.append(fut)
         self._admission.enqueue(request_tokens, len(texts))
         self._set_depth()
         self._wake.set()
@@ -346,6 +382,8 @@ class DynamicBatcher:
             self._admission.enqueue(sum(it.tokens for it in left), len(left))
         self._set_depth()
         items.sort(key=lambda it: len(it.text))
+        if self.on_batch is not None:
+            self.on_batch([it.tag for it in items])
         return items
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
@@ -404,7 +442,7 @@ class DynamicBatcher:
         elapsed = time.perf_counter() - started
         tokens = output.tokens
         text_tokens = int(tokens.sum()) - self._special_tokens * len(items)
-        if text_tokens > 0:
+        if text_tokens > 0 and items[0].encoded is None:  # tokenised elsewhere: no characters to learn
             chars = sum(len(it.text) + len(it.kind.prompt or "") + len(it.kind.query or "") for it in items)
             ratio = chars / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
@@ -450,11 +488,16 @@ class DynamicBatcher:
         assert model is not None  # only called for a sync Model
         first = items[0].kind
         if all(it.kind is first for it in items):  # one kind: one tokenizer call
+            if first is _ENCODED:
+                return model.collate([it.encoded for it in items])  # type: ignore[misc]
             return model.collate(self._encode(model, first, [it.text for it in items]))
+        encoded: list[Encoded] = [None] * len(items)  # type: ignore[list-item]  # all filled below
         groups: dict[InputKind, list[int]] = {}
         for i, it in enumerate(items):
-            groups.setdefault(it.kind, []).append(i)
-        encoded: list[Encoded] = [None] * len(items)  # type: ignore[list-item]  # all filled below
+            if it.encoded is not None:
+                encoded[i] = it.encoded
+            else:
+                groups.setdefault(it.kind, []).append(i)
         for kind, where in groups.items():
             for i, enc in zip(where, self._encode(model, kind, [items[i].text for i in where]), strict=True):
                 encoded[i] = enc
