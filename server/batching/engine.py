@@ -169,6 +169,7 @@ class _Frontend(wire.Peer):
             self.index = int(message[1])
             log.info("front-end %d connected", self.index)
             engine = self._engine
+            engine.check_health()
             infos = [wire.pack_info(m.info) for m in engine.models]
             self.send([wire.WELCOME, os.getpid(), infos, engine.health])
         else:
