@@ -17,6 +17,7 @@ how many requests one core serves), and the ratios to the floor and to the offli
     .venv/bin/python benchmarks/overhead.py --quick        # one repeat, 4 s levels
     .venv/bin/python benchmarks/overhead.py                # 3 repeats, 10 s levels
     .venv/bin/python benchmarks/overhead.py --baseline ../old-checkout   # before/after, one run
+    .venv/bin/python benchmarks/overhead.py --model minilm --profile paragraph --baseline ../old
 
 With --baseline DIR, that checkout's Convoy (`python -m server.cli serve` run in DIR, with this
 venv) joins the run as `baseline`, so a change is measured side by side with what it changes.
@@ -42,6 +43,7 @@ from server.bench.report import read_json
 
 ROUTES = ("/v1/embeddings", "/predict")
 TINY_DIM = 32
+MINILM_DIM = 384
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Run:
         """(requests/s, server CPU µs per request, p50 ms, errors) of one level against `server`."""
         out = self.work / f"{label}.json"
         argv = [sys.executable, "-m", "server.cli", "bench", "--url", server.url, "--route", route]
-        argv += ["--concurrency", str(self.args.concurrency), "--profile", "short"]
+        argv += ["--concurrency", str(self.args.concurrency), "--profile", self.args.profile]
         argv += ["--duration", str(self.args.duration), "--warmup", str(self.args.warmup), "--no-progress"]
         argv += ["--json", str(out)]
         argv = pinned(self.bench_cpus, argv)
@@ -111,10 +113,11 @@ class Run:
         errors = sum(level.errors.values())
         return level.requests_per_s, cpu_us, level.latency_ms["p50"], errors
 
-    def offline(self, model: Path, label: str) -> float:
+    def offline(self, model: Path | None, label: str) -> float:
         out = self.work / f"{label}.json"
-        argv = [sys.executable, "-m", "server.cli", "bench", "--offline", "--model", str(model)]
-        argv += ["--profile", "short", "--max-batch-size", "32", "--torch-threads", "1"]
+        argv = [sys.executable, "-m", "server.cli", "bench", "--offline"]
+        argv += ["--model", str(model)] if model else []
+        argv += ["--profile", self.args.profile, "--max-batch-size", "32", "--torch-threads", "1"]
         argv += ["--duration", str(self.args.duration), "--warmup", str(self.args.warmup), "--no-progress"]
         argv += ["--json", str(out)]
         argv = pinned(self.server_cpus, argv)
@@ -127,36 +130,36 @@ class Run:
         return max(level.chunks_per_s for level in read_json(out)["levels"])
 
 
-def targets(run: Run, model: Path) -> list[Server]:
-    """The servers of the run: the bare ASGI floor and Convoy at each --workers level."""
+def targets(run: Run, model: Path | None) -> list[Server]:
+    """The servers of the run: the bare ASGI floor, Convoy at each --workers level, the baseline."""
     port = free_port()
     echo = [sys.executable, str(ROOT / "benchmarks" / "echo_server.py"), "--port", str(port)]
-    servers = [
-        Server(
-            "floor", pinned(run.server_cpus, [*echo, "--dim", str(TINY_DIM)]), port, run.work / "floor.log"
-        )
-    ]
+    echo += ["--dim", str(TINY_DIM if model else MINILM_DIM)]
+    servers = [Server("floor", pinned(run.server_cpus, echo), port, run.work / "floor.log")]
+
+    def convoy(*flags: str) -> list[str]:
+        served = ["--model", str(model)] if model else []
+        argv = [sys.executable, "-m", "server.cli", "serve", *served, "--port", str(port), *flags]
+        argv += ["--torch-threads", "1", "--no-access-log", "--log-level", "warning"]
+        return pinned(run.server_cpus, argv)
+
     for workers in run.args.workers:
         port = free_port()
-        argv = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--port", str(port)]
-        argv += ["--torch-threads", "1", "--no-access-log", "--log-level", "warning"]
-        if workers > 1:
-            argv += ["--workers", str(workers)]
         name = f"convoy-w{workers}"
-        servers.append(Server(name, pinned(run.server_cpus, argv), port, run.work / f"{name}.log"))
+        flags = ["--workers", str(workers)] if workers > 1 else []
+        servers.append(Server(name, convoy(*flags), port, run.work / f"{name}.log"))
     if run.args.baseline:
         port = free_port()
-        argv = [sys.executable, "-m", "server.cli", "serve", "--model", str(model), "--port", str(port)]
-        argv += ["--torch-threads", "1", "--no-access-log", "--log-level", "warning"]
-        log = run.work / "baseline.log"
-        servers.append(Server("baseline", pinned(run.server_cpus, argv), port, log, cwd=run.args.baseline))
+        servers.append(Server("baseline", convoy(), port, run.work / "baseline.log", cwd=run.args.baseline))
     return servers
 
 
 def report(run: Run, results: dict[tuple[str, str], Result], offline: list[float]) -> str:
     limit = statistics.median(offline)
+    name = "MiniLM" if run.args.model == "minilm" else "Tiny model"
     lines = [
-        f"Tiny model offline (tokenise + forward + pool, batch 32): **{limit:,.0f} seq/s** "
+        f"{name} offline, {run.args.profile} texts (tokenise + forward + pool, batch 32): "
+        f"**{limit:,.0f} seq/s** "
         f"(runs: {', '.join(f'{x:,.0f}' for x in offline)}).",
         "",
         "| route | server | req/s (runs) | median | server CPU / request | p50 ms | vs floor | vs offline |",
@@ -194,6 +197,8 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one repeat of 4 s levels")
     parser.add_argument("--baseline", type=Path, help="another checkout's Convoy, measured in the same run")
+    parser.add_argument("--model", default="tiny", help="tiny (nearly free), minilm (the default), or a path")
+    parser.add_argument("--profile", default="short", choices=("short", "paragraph", "mixed", "long"))
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--out", type=Path, help="also write the report (Markdown) here")
     args = parser.parse_args()
@@ -201,7 +206,13 @@ def main() -> None:
         args.repeats, args.duration, args.warmup = 1, 4.0, 1.0
     work = Path(tempfile.mkdtemp(prefix="convoy-overhead-"))
     run = Run(args, work)
-    model = build_tiny_model(ROOT / "bench-out" / "tiny-bert")
+    model: Path | None
+    if args.model == "tiny":
+        model = build_tiny_model(ROOT / "bench-out" / "tiny-bert")
+    elif args.model == "minilm":
+        model = None  # what convoy serve serves by default
+    else:
+        model = Path(args.model)
     servers = targets(run, model)
     results: dict[tuple[str, str], Result] = {(s.name, r): Result() for s in servers for r in ROUTES}
     offline: list[float] = []

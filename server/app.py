@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("convoy")
 
 ModelFactory = Callable[[Settings], Model]
+# The served models' Settings and the app's Metrics -> started backends by name, and each one's
+# Settings (start_local_backends' answer); `--workers N` front-ends connect to the engine so.
+BackendsFactory = Callable[
+    [list[Settings], Metrics], Awaitable[tuple[dict[str, Backend], dict[str, Settings]]]
+]
 
 
 def load_configured_model(settings: Settings) -> Model:
@@ -98,8 +103,19 @@ async def stop_backends(backends: dict[str, Backend], timeout_s: float | None) -
         await backend.stop(timeout_s)
 
 
-def create_app(settings: Settings, *, model_factory: ModelFactory | None = None) -> ConvoyApp:
-    """Build the app. `model_factory` swaps the model (tests use small or faulty ones).
+def metrics_for(models: list[Settings]) -> Metrics:
+    """The app's collectors, batch-size buckets up to the largest batch any model may form."""
+    return Metrics(max(m.max_batch_size or GPU_BATCH_SIZE for m in models))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    model_factory: ModelFactory | None = None,
+    backends_factory: BackendsFactory | None = None,
+) -> ConvoyApp:
+    """Build the app. `model_factory` swaps the model (tests use small or faulty ones);
+    `backends_factory` replaces loading the models here (a `--workers N` front-end).
 
     Raises `SecurityConfigError` at once for unusable auth settings (before any model loads).
     """
@@ -109,7 +125,7 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = served_models(settings)
-        metrics = Metrics(max(m.max_batch_size or GPU_BATCH_SIZE for m in models))
+        metrics = metrics_for(models)
         # One pooled HTTP client for every upstream call (/process, --backend remote).
         upstreams = UpstreamClient.from_settings(settings, metrics)
         log_auth_mode(auth, settings)
@@ -119,6 +135,8 @@ def create_app(settings: Settings, *, model_factory: ModelFactory | None = None)
                 await backend.start()
                 backends: dict[str, Backend] = {backend.info.name: backend}
                 model_settings = {backend.info.name: batching_settings(settings, backend.info.device)}
+            elif backends_factory is not None:
+                backends, model_settings = await backends_factory(models, metrics)
             else:
                 backends, model_settings = await start_local_backends(models, metrics, factory)
             runtime = Runtime(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, get_args, get_origin
@@ -70,13 +69,9 @@ def serve(settings: Settings) -> None:
     from server.app import create_app, model_spec
     from server.multi_model import ModelsFileError, served_models
     from server.security import SecurityConfigError
-    from server.serving import run
+    from server.serving import configure_logging, run
 
-    level = "DEBUG" if settings.debug else settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    json_access = settings.access_log and settings.log_format == "json"
-    if json_access:
-        _log_json_lines("convoy.access")
+    configure_logging(settings)
     try:  # cheap checks first, so a typo fails in a second with one line, not a traceback
         models = served_models(settings)
         # A remote backend loads no model; on Ray the replicas load on the cluster's nodes (this
@@ -91,17 +86,11 @@ def serve(settings: Settings) -> None:
 
         run_on_ray(settings)
         return
+    if settings.workers > 1:
+        from server.workers import serve_workers
+
+        sys.exit(serve_workers(settings))
     run(app, settings)
-
-
-def _log_json_lines(name: str) -> None:
-    """The access logger writes bare JSON objects, one a line, to stdout for log shippers."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger(name)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -333,6 +333,14 @@ class Settings(BaseSettings):
         default=None,
         description="Name clients use for --model; default: the path's last part or the hub id.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="HTTP front-end processes (2 or more: they tokenise and hand token ids to one engine "
+        "process that owns the models and batches across them all). For GPU hosts, where one Python "
+        "process caps requests/s; 1 serves in one process.",
+    )
     ray: bool = Field(default=False, description="Serve through Ray Serve (needs convoy[ray]).")
     ray_address: str | None = Field(
         default=None, description="Ray cluster to join (e.g. auto); default: RAY_ADDRESS or a new local Ray."
@@ -367,6 +375,15 @@ class Settings(BaseSettings):
             first, *rest = data["model"] or [None]
             data = {**data, "model": first, "models": [*rest, *_split_list(data.get("models"))]}
         return data
+
+    @model_validator(mode="after")
+    def _workers_serve_local_models(self) -> Settings:
+        if self.workers > 1 and (self.backend == "remote" or self.ray):
+            way = "--ray" if self.ray else "--backend remote"
+            raise ValueError(
+                f"--workers {self.workers} runs local models only; it cannot be combined with {way}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> Settings:

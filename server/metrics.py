@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -23,6 +24,16 @@ _LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
+
+
+_FRONTEND_BUCKETS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0)
+
+
+def multiprocess_enabled() -> bool:
+    """prometheus_client's multiprocess mode: chosen when it was first imported, by the
+    PROMETHEUS_MULTIPROC_DIR environment variable (`convoy serve --workers N` sets it for its
+    processes). Each process's values then live in files there."""
+    return values.ValueClass is not values.MutexValue
 
 
 def _powers_of_two(limit: int) -> tuple[float, ...]:
@@ -53,7 +64,14 @@ class Metrics:
     def __init__(self, max_batch_size: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.queue_depth = Gauge("convoy_queue_depth", "Chunks waiting for a batch.", ["model"], registry=r)
+        # multiprocess_mode: how `--workers N` sums a gauge over its processes (ignored otherwise).
+        self.queue_depth = Gauge(
+            "convoy_queue_depth",
+            "Chunks waiting for a batch.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.batch_size = Histogram(
             "convoy_batch_size",
             "Chunks per forward pass.",
@@ -101,8 +119,24 @@ class Metrics:
             "convoy_upstream_retries_total", "Attempts repeated after a retryable failure.", registry=r
         )
         self.websockets = Gauge(
-            "convoy_websocket_connections", "Open /ws connections (still cleaning up included).", registry=r
+            "convoy_websocket_connections",
+            "Open /ws connections (still cleaning up included).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
+        # --- the engine of --workers N ---
+        self.batch_frontends = Histogram(
+            "convoy_batch_frontends",
+            "Front-end processes whose chunks share one forward pass (the engine of --workers N).",
+            ["model"],
+            buckets=_FRONTEND_BUCKETS,
+            registry=r,
+        )
+        if multiprocess_enabled():
+            # Every process of `--workers N` writes its values to PROMETHEUS_MULTIPROC_DIR; /metrics
+            # (any front-end) reads them all: counters and histograms summed, gauges as set above.
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         # Labelled children by label values: `labels()` validates and locks on every call, which
         # is a measurable share of a request's cost when the model is fast.
         self._latency_by_route: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import resource
 import socket
+import sys
 import time
 from types import FrameType
 
@@ -127,3 +128,21 @@ def run(app: FastAPI, settings: Settings) -> None:
     server.run()
     if server.unhealthy_exit:
         raise SystemExit(UNHEALTHY_EXIT_CODE)
+
+
+def configure_logging(settings: Settings) -> None:
+    """`convoy serve`'s logs (each process of `--workers N` too): level and format, JSON access lines."""
+    level = "DEBUG" if settings.debug else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.access_log and settings.log_format == "json":
+        _log_json_lines("convoy.access")
+
+
+def _log_json_lines(name: str) -> None:
+    """The access logger writes bare JSON objects, one a line, to stdout for log shippers."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from models.base import AsyncModel, Model, ModelInfo, TokenSpan
+from models.base import AsyncModel, Encoded, Model, ModelInfo, TokenSpan
 from server.batching.backend import ItemResult
 from server.batching.batcher import DynamicBatcher
 from server.config import Settings
@@ -84,6 +84,16 @@ class BatchedBackend:
         query: str | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         return self.batcher.submit(texts, deadline_s=deadline_s, prompt=prompt, query=query)
+
+    def submit_encoded(
+        self, encoded: Sequence[Encoded], *, deadline_s: float | None = None, tag: object = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Chunks tokenised by a front-end process (the engine's way in, server/batching/engine.py)."""
+        return self.batcher.submit_encoded(encoded, deadline_s=deadline_s, tag=tag)
+
+    def observe_batches(self, callback: Callable[[list[object]], None]) -> None:
+        """`callback(tags)` on the loop for each batch taken: the `tag` of each of its chunks."""
+        self.batcher.on_batch = callback
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._model.count_tokens(texts)

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from server.errors import (
     Overloaded,
     ShuttingDown,
 )
-from server.metrics import Metrics
+from server.metrics import Metrics, multiprocess_enabled
 
 log = logging.getLogger("convoy.batcher")
 
@@ -57,15 +57,20 @@ class InputKind:
 
 
 _PLAIN = InputKind()
+# Items tokenised elsewhere (submit_encoded: a front-end process did it). Told apart from _PLAIN by
+# identity, as the collate step compares kinds; never grouped with texts.
+_ENCODED = InputKind()
 
 
 @dataclass(slots=True, eq=False)
 class _Item:
-    text: str
+    text: str  # "" when `encoded` is set
     future: asyncio.Future[ItemResult]
     enqueued: float
-    tokens: float  # estimated from characters until the tokenizer has counted
+    tokens: float  # estimated from characters until the tokenizer has counted; exact when encoded
     kind: InputKind
+    encoded: Encoded | None = None  # the model input, when it arrived tokenised
+    tag: object = None  # the submitter's mark, handed to `on_batch` (the engine: which front-end)
 
 
 @dataclass(slots=True)
@@ -116,8 +121,12 @@ class DynamicBatcher:
         self._label = model.info.name
         self._metrics = metrics.for_model(self._label) if metrics else None
         self._queue: deque[_Item] = deque()
-        if self._metrics:
-            # Read when Prometheus scrapes, not written on every submit and take.
+        # The queue-depth gauge is read when Prometheus scrapes, not written on every submit and
+        # take; in multiprocess mode (`--workers N`) only written values reach the other processes.
+        self._depth_gauge = None
+        if self._metrics and multiprocess_enabled():
+            self._depth_gauge = self._metrics.queue_depth
+        elif self._metrics:
             self._metrics.queue_depth.set_function(lambda: len(self._queue))
         self._wake = asyncio.Event()
         self._closed = False
@@ -141,6 +150,9 @@ class DynamicBatcher:
         self.unhealthy_since: float | None = None  # time.monotonic() when health was lost
         self._tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-tokenize")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="convoy-model")
+        # Called on the loop with the tags of each batch taken (the engine counts front-ends per
+        # batch); None costs one check per batch.
+        self.on_batch: Callable[[list[object]], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,6 +242,30 @@ class DynamicBatcher:
         refused now (503) rather than accepted and timed out later (504); one that could not
         meet it even on an idle model gets 504 at once.
         """
+        kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
+        return self._enqueue(texts, self._token_estimates(texts, kind), kind, deadline_s)
+
+    def submit_encoded(
+        self, encoded: Sequence[Encoded], *, deadline_s: float | None = None, tag: object = None
+    ) -> list[asyncio.Future[ItemResult]]:
+        """Queue one request's chunks tokenised elsewhere (a front-end process, `--workers N`).
+
+        As `submit`, but the items skip the tokenise step and count their exact tokens for batch
+        selection and admission. `tag` marks the items for `on_batch`.
+        """
+        if self._async_model is not None:  # an upstream takes texts, not token ids
+            raise InvalidInput(f"model {self._label!r} takes texts only")
+        tokens = [float(len(e.ids)) for e in encoded]
+        return self._enqueue(encoded, tokens, _ENCODED, deadline_s, tag)
+
+    def _enqueue(
+        self,
+        texts: Sequence[str] | Sequence[Encoded],
+        tokens: list[float],
+        kind: InputKind,
+        deadline_s: float | None,
+        tag: object = None,
+    ) -> list[asyncio.Future[ItemResult]]:
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
         if self._device_failure is not None:
@@ -248,8 +284,6 @@ class DynamicBatcher:
             if self._metrics:
                 self._metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the queue is full ({len(self._queue)} chunks waiting)")
-        kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
-        tokens = self._token_estimates(texts, kind)
         request_tokens = sum(tokens)
         self._admission.check(Work(len(texts), request_tokens), deadline_s, busy=self._busy)
 
@@ -268,11 +302,19 @@ class DynamicBatcher:
 
         loop = self._loop
         futures: list[asyncio.Future[ItemResult]] = []
-        for text, n in zip(texts, tokens, strict=True):
-            fut: asyncio.Future[ItemResult] = loop.create_future()
-            self._queue.append(_Item(text, fut, now, n, kind))
-            futures.append(fut)
+        if kind is _ENCODED:
+            for enc, n in zip(cast("Sequence[Encoded]", texts), tokens, strict=True):
+                fut: asyncio.Future[ItemResult] = loop.create_future()
+                self._queue.append(_Item("", fut, now, n, kind, enc, tag))
+                futures.append(fut)
+        else:
+            for text, n in zip(cast("Sequence[str]", texts), tokens, strict=True):
+                fut = loop.create_future()
+                self._queue.append(_Item(text, fut, now, n, kind))
+                futures.append(fut)
         self._admission.enqueue(request_tokens, len(texts))
+        if self._depth_gauge is not None:
+            self._depth_gauge.set(len(self._queue))
         self._wake.set()
         return futures
 
@@ -376,7 +418,11 @@ class DynamicBatcher:
             left = [it for i, it in enumerate(window) if i not in picked]
             self._queue.extendleft(reversed(left))
             self._admission.enqueue(sum(it.tokens for it in left), len(left))
+        if self._depth_gauge is not None:
+            self._depth_gauge.set(len(self._queue))
         items.sort(key=lambda it: len(it.text))
+        if self.on_batch is not None:
+            self.on_batch([it.tag for it in items])
         return items
 
     async def _prepare(self, items: list[_Item]) -> _Prepared:
@@ -437,7 +483,7 @@ class DynamicBatcher:
         elapsed = time.perf_counter() - started
         tokens = output.tokens
         text_tokens = int(tokens.sum()) - self._special_tokens * len(items)
-        if text_tokens > 0:
+        if text_tokens > 0 and items[0].encoded is None:  # tokenised elsewhere: no characters to learn
             chars = sum(len(it.text) + len(it.kind.prompt or "") + len(it.kind.query or "") for it in items)
             ratio = chars / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
@@ -483,11 +529,16 @@ class DynamicBatcher:
         assert model is not None  # only called for a sync Model
         first = items[0].kind
         if all(it.kind is first for it in items):  # one kind: one tokenizer call
+            if first is _ENCODED:
+                return model.collate([it.encoded for it in items])  # type: ignore[misc]
             return model.collate(self._encode(model, first, [it.text for it in items]))
+        encoded: list[Encoded] = [None] * len(items)  # type: ignore[list-item]  # all filled below
         groups: dict[InputKind, list[int]] = {}
         for i, it in enumerate(items):
-            groups.setdefault(it.kind, []).append(i)
-        encoded: list[Encoded] = [None] * len(items)  # type: ignore[list-item]  # all filled below
+            if it.encoded is not None:
+                encoded[i] = it.encoded
+            else:
+                groups.setdefault(it.kind, []).append(i)
         for kind, where in groups.items():
             for i, enc in zip(where, self._encode(model, kind, [items[i].text for i in where]), strict=True):
                 encoded[i] = enc
@@ -567,3 +618,5 @@ class DynamicBatcher:
             if not item.future.done():
                 item.future.set_exception(exc)
         self._admission.clear()
+        if self._depth_gauge is not None:
+            self._depth_gauge.set(0)

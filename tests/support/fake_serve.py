@@ -5,7 +5,7 @@ once it sees a text saying "boom", as a CUDA context does after a device-side as
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.app import create_app
 from server.serving import run
@@ -15,7 +15,8 @@ from tests.support.settings import make_settings
 CUDA_ASSERT = "CUDA error: device-side assert triggered"
 
 
-def sticky_device_failure() -> FakeModel:
+def sticky_failure() -> Callable[[Sequence[str]], bool]:
+    """A FakeModel `fail_if`: true for every batch from the first one that says "boom" on."""
     broken: list[bool] = []
 
     def fails(texts: Sequence[str]) -> bool:
@@ -23,7 +24,11 @@ def sticky_device_failure() -> FakeModel:
             broken.append(True)
         return bool(broken)
 
-    return FakeModel(fail_if=fails, error=lambda: RuntimeError(CUDA_ASSERT))
+    return fails
+
+
+def sticky_device_failure() -> FakeModel:
+    return FakeModel(fail_if=sticky_failure(), error=lambda: RuntimeError(CUDA_ASSERT))
 
 
 def main() -> None:
