@@ -32,6 +32,12 @@ def default_batch_size(device: str) -> int:
     return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
 
 
+def on_accelerator(device: str) -> bool:
+    """Whether the forward pass runs on a device of its own ("cuda:0", "mps"), not on the CPU the
+    tokenizer needs or behind an upstream's HTTP API."""
+    return device.partition(":")[0] not in ("cpu", "remote")
+
+
 def batching_settings(settings: Settings, device: str) -> Settings:
     """`settings` with the batch caps it left to the device filled in (what /models reports)."""
     return settings.model_copy(
@@ -61,6 +67,7 @@ class BatchedBackend:
             max_wait_ms=settings.max_wait_ms,
             max_queue=settings.max_queue,
             metrics=metrics,
+            prepare_ahead=on_accelerator(model.info.device),
         )
         return cls(model, batcher)
 
