@@ -7,6 +7,11 @@ dominates, would otherwise be extrapolated to a request of a thousand documents 
 6-8x too pessimistically.
 
 Refusals are a promise to the client that waiting is useless, so they are made only on evidence:
+- one slow batch is not evidence: a shared host that stalls for seconds would otherwise turn the
+  estimate 2-3x too pessimistic for the next ~30 batches and refuse a wave of requests that would
+  have been served in time. So once the fit is trusted, a batch that takes more than
+  `_OUTLIER_FACTOR` times its prediction counts as that much, unless the batch before it was
+  slow too: a lasting change of cost is learnt about as fast as without the clipping;
 - an idle server (model free, queue empty) never refuses on an estimate: the deadline still cuts
   the request at run time (504);
 - nothing is refused before a few batches have run;
@@ -38,6 +43,10 @@ _MIN_SPREAD = 2.0
 _MEAN_ALPHA = 0.1
 # Weight of the newest batch in the running padding factor (padded tokens / real tokens).
 _PAD_ALPHA = 0.1
+# Once trusted, a lone batch counts at most this many times what the fit predicted for it.
+_OUTLIER_FACTOR = 2.0
+# Weight of the newest batch in the running batch time (what the batches in flight will take).
+_BATCH_ALPHA = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +60,9 @@ class Work:
 class BatchCost:
     """seconds(padded_tokens) = fixed + per_token * padded_tokens, fitted by recursive least squares."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, outlier_factor: float | None = _OUTLIER_FACTOR) -> None:
+        self._outlier_factor = outlier_factor
+        self._clipped_last = False
         self._theta = [0.0, 0.0]  # fixed seconds, seconds per 1000 padded tokens
         big = 1e3
         self._p = [[big, 0.0], [0.0, big]]  # inverse information: large = nothing known yet
@@ -65,7 +76,13 @@ class BatchCost:
         self.fixed_s = 0.0
         self.per_token_s = 0.0
 
-    def observe(self, padded_tokens: float, seconds: float) -> None:
+    def observe(self, padded_tokens: float, seconds: float) -> float:
+        """Fit one batch; returns the seconds it counted for (outliers clipped)."""
+        if self.trusted and self._outlier_factor is not None:
+            bound = self._outlier_factor * max(self.seconds(padded_tokens), 1e-6)
+            clip = seconds > bound and not self._clipped_last
+            self._clipped_last = clip
+            seconds = bound if clip else seconds
         x0, x1 = 1.0, padded_tokens * _TOKEN_SCALE
         p = self._p
         px0 = p[0][0] * x0 + p[0][1] * x1
@@ -91,6 +108,7 @@ class BatchCost:
             self.per_token_s = max(self._theta[1], 0.0) * _TOKEN_SCALE
         else:
             self.fixed_s, self.per_token_s = self._mean_s, 0.0
+        return seconds
 
     def seconds(self, padded_tokens: float) -> float:
         return self.fixed_s + self.per_token_s * padded_tokens
@@ -111,7 +129,7 @@ class AdmissionControl:
         self._max_batch_tokens = max_batch_tokens
         self.cost = BatchCost()
         self._pad_factor = 1.3  # padded / real tokens of a batch; learnt from the batches run
-        self._last_batch_s = 0.0
+        self._batch_s = 0.0  # running time of a batch, outliers clipped
         self.queued_items = 0
         self.queued_tokens = 0.0
 
@@ -134,8 +152,10 @@ class AdmissionControl:
         if seconds <= 0 or items <= 0:
             return
         padded = items * longest
-        self.cost.observe(padded, seconds)
-        self._last_batch_s = seconds
+        counted = self.cost.observe(padded, seconds)
+        self._batch_s = (
+            counted if self._batch_s <= 0 else self._batch_s + _BATCH_ALPHA * (counted - self._batch_s)
+        )
         if real_tokens > 0:
             self._pad_factor += _PAD_ALPHA * (padded / real_tokens - self._pad_factor)
 
@@ -165,10 +185,10 @@ class AdmissionControl:
             raise DeadlineExceeded(
                 f"this request needs ~{alone_s:.3g} s of compute, more than its {deadline_s:g} s deadline"
             )
-        # The batch computing now and the one tokenised beside it (about as long as the last one
-        # each; both have left the queue), then the queue, then this request.
+        # The batch computing now and the one tokenised beside it (a running batch time each;
+        # both have left the queue), then the queue, then this request.
         ahead = Work(self.queued_items + request.items, self.queued_tokens + request.tokens)
-        expected_s = self.estimate_s(ahead) + (2 * self._last_batch_s if busy else 0.0)
+        expected_s = self.estimate_s(ahead) + (2 * self._batch_s if busy else 0.0)
         if expected_s > deadline_s * _DEADLINE_HEADROOM:
             self._count_refusal()
             raise Overloaded(

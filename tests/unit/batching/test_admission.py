@@ -56,6 +56,34 @@ def test_a_thousand_small_documents_are_estimated_from_both_parts() -> None:
     assert truth / 2 <= estimate <= truth * 2
 
 
+def test_one_stalled_batch_does_not_make_the_queue_look_late() -> None:
+    # A shared host froze for 8 s during one batch of a steady load (each batch ~0.5 s). The
+    # next request, behind 20 batches (~10 s of work), must still fit its 30 s deadline.
+    admission = AdmissionControl(max_batch_size=32, max_batch_tokens=2048)
+    for longest in [10, 150, 140, 12, 160, 145] * 10:
+        admission.observe_batch(
+            items=13, real_tokens=13 * longest, longest=longest, seconds=0.01 + 0.019 * longest / 1000 * 13
+        )
+    queue = Work(items=260, tokens=260 * 150.0)
+    before = admission.estimate_s(queue)
+    admission.observe_batch(items=13, real_tokens=13 * 150, longest=150, seconds=8.0)
+    assert admission.estimate_s(queue) <= 2 * before
+    admission.enqueue(queue.tokens, queue.items)
+    admission.check(Work(1, 150), 30.0, busy=True)  # no Overloaded
+
+
+def test_a_lasting_change_of_cost_is_learnt_as_fast_as_without_the_clipping() -> None:
+    # What the clipping must not hide: the device really got 4x slower (another tenant, a clock).
+    clipped, plain = BatchCost(), BatchCost(outlier_factor=None)
+    for cost in (clipped, plain):
+        for padded in [100, 400, 1600, 200, 800] * 6:
+            cost.observe(padded, 0.01 + 1e-4 * padded)
+        for padded in [100, 400, 1600, 200, 800] * 4:
+            cost.observe(padded, 4 * (0.01 + 1e-4 * padded))
+    assert clipped.seconds(800) >= 0.8 * plain.seconds(800)
+    assert plain.seconds(800) >= 2 * (0.01 + 1e-4 * 800)  # the fit itself moved
+
+
 def test_the_estimate_cuts_batches_by_the_token_budget_too() -> None:
     admission = AdmissionControl(max_batch_size=1000, max_batch_tokens=1000)
     for padded in [10, 100, 1000, 50, 500] * 2:
