@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 import pytest
@@ -82,6 +83,28 @@ def test_a_lasting_change_of_cost_is_learnt_as_fast_as_without_the_clipping() ->
             cost.observe(padded, 4 * (0.01 + 1e-4 * padded))
     assert clipped.seconds(800) >= 0.8 * plain.seconds(800)
     assert plain.seconds(800) >= 2 * (0.01 + 1e-4 * 800)  # the fit itself moved
+
+
+def test_a_long_steady_load_of_equal_batches_keeps_the_estimate_right() -> None:
+    # Minutes of one load shape on a fast device: tens of thousands of near-equal batches, which
+    # made a recursive-least-squares fit overflow (a 64-text queue estimated at 13 s, not 5 ms).
+    rng = random.Random(1)
+    admission = AdmissionControl(max_batch_size=32, max_batch_tokens=2048)
+    for items in [1, 2, 4, 8, 16, 32, 1, 3] * 3:
+        admission.observe_batch(
+            items=items, real_tokens=items * 20, longest=24, seconds=0.0015 + 1e-6 * items * 24
+        )
+    for _ in range(30_000):
+        items, longest = rng.choice([30, 31, 32]), rng.randint(22, 28)
+        noise = rng.lognormvariate(0, 0.3) * (30 if rng.random() < 0.001 else 1)  # with stalls
+        admission.observe_batch(
+            items=items,
+            real_tokens=items * 20,
+            longest=longest,
+            seconds=(0.0015 + 1e-6 * items * longest) * noise,
+        )
+    truth = 2 * (0.0015 + 1e-6 * 32 * 25)  # two batches of 32
+    assert truth / 2 <= admission.estimate_s(Work(64, 64 * 20.0)) <= truth * 2
 
 
 def test_the_estimate_cuts_batches_by_the_token_budget_too() -> None:
