@@ -43,8 +43,6 @@ _MIN_SPREAD = 0.2
 _PAD_ALPHA = 0.1
 # Once trusted, a lone batch counts at most this many times what the fit predicted for it.
 _OUTLIER_FACTOR = 2.0
-# Weight of the newest batch in the running batch time (what the batches in flight will take).
-_BATCH_ALPHA = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +71,15 @@ class BatchCost:
         # Forgotten sums of the batches: weight, x (thousands of padded tokens), x², y (s), xy.
         self._w = self._x = self._xx = self._y = self._xy = 0.0
         self.batches = 0
+        self.mean_s = 0.0  # the recent batches' mean time, outliers clipped
         # What estimates read, derived once per batch rather than per request.
         self.trusted = False  # enough batches seen to estimate at all
         self.separated = False  # sizes different enough to tell the fixed part from the per-token part
         self.fixed_s = 0.0
         self.per_token_s = 0.0
 
-    def observe(self, padded_tokens: float, seconds: float) -> float:
-        """Fit one batch; returns the seconds it counted for (a lone outlier clipped)."""
+    def observe(self, padded_tokens: float, seconds: float) -> None:
+        """Fit one batch (a lone outlier clipped)."""
         if self.trusted and self._outlier_factor is not None:
             bound = self._outlier_factor * max(self.seconds(padded_tokens), 1e-6)
             clip = seconds > bound and not self._clipped_last
@@ -95,11 +94,12 @@ class BatchCost:
         self.batches += 1
         self.trusted = self.batches >= _MIN_BATCHES
         mean_x, mean_y = self._x / self._w, self._y / self._w
+        self.mean_s = mean_y
         var_x = max(self._xx / self._w - mean_x * mean_x, 0.0)
         self.separated = var_x > (_MIN_SPREAD * mean_x) ** 2
         if not self.separated:
             self.fixed_s, self.per_token_s = mean_y, 0.0
-            return seconds
+            return
         slope = (self._xy / self._w - mean_x * mean_y) / var_x
         intercept = mean_y - slope * mean_x
         # Noise can tip one part below zero; the other then carries the mean batch alone, so the
@@ -109,7 +109,6 @@ class BatchCost:
         elif intercept < 0:
             slope, intercept = mean_y / mean_x, 0.0
         self.fixed_s, self.per_token_s = intercept, slope * _TOKEN_SCALE
-        return seconds
 
     def seconds(self, padded_tokens: float) -> float:
         return self.fixed_s + self.per_token_s * padded_tokens
@@ -130,7 +129,6 @@ class AdmissionControl:
         self._max_batch_tokens = max_batch_tokens
         self.cost = BatchCost()
         self._pad_factor = 1.3  # padded / real tokens of a batch; learnt from the batches run
-        self._batch_s = 0.0  # running time of a batch, outliers clipped
         self.queued_items = 0
         self.queued_tokens = 0.0
 
@@ -153,10 +151,7 @@ class AdmissionControl:
         if seconds <= 0 or items <= 0:
             return
         padded = items * longest
-        counted = self.cost.observe(padded, seconds)
-        self._batch_s = (
-            counted if self._batch_s <= 0 else self._batch_s + _BATCH_ALPHA * (counted - self._batch_s)
-        )
+        self.cost.observe(padded, seconds)
         if real_tokens > 0:
             self._pad_factor += _PAD_ALPHA * (padded / real_tokens - self._pad_factor)
 
@@ -186,10 +181,10 @@ class AdmissionControl:
             raise DeadlineExceeded(
                 f"this request needs ~{alone_s:.3g} s of compute, more than its {deadline_s:g} s deadline"
             )
-        # The batch computing now and the one tokenised beside it (a running batch time each;
+        # The batch computing now and the one tokenised beside it (a recent mean batch each;
         # both have left the queue), then the queue, then this request.
         ahead = Work(self.queued_items + request.items, self.queued_tokens + request.tokens)
-        expected_s = self.estimate_s(ahead) + (2 * self._batch_s if busy else 0.0)
+        expected_s = self.estimate_s(ahead) + (2 * self.cost.mean_s if busy else 0.0)
         if expected_s > deadline_s * _DEADLINE_HEADROOM:
             self._count_refusal()
             raise Overloaded(

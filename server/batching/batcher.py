@@ -122,7 +122,7 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         # Taking the next batch before the running one ends only pays where the forward pass
         # leaves the CPU free to tokenise (a GPU). On a CPU the two share the cores, and the
-        # early batch is a smaller one: measured on one core, a third fewer requests/s.
+        # early batch is a smaller one: measured on one core, a quarter fewer requests/s.
         self.prepare_ahead = prepare_ahead
         self.max_queue = max_queue
         self._label = model.info.name

@@ -281,13 +281,22 @@ class TimedModel(FakeModel):
         return out
 
 
-async def test_the_next_batch_is_tokenised_while_the_current_one_computes() -> None:
+async def trickle(*, prepare_ahead: bool) -> tuple[TimedModel, list[float], list[float]]:
+    """A steady trickle that never fills a batch, after a history that makes batches take-ahead
+    possible. Returns the model and when each batch's tokenising started and forward pass ended."""
     model = TimedModel()
-    batcher = await started(model, max_batch_size=32, max_wait_ms=0)  # never full here
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=32,
+        max_wait_ms=0,
+        max_queue=100,
+        metrics=Metrics(32),
+        prepare_ahead=prepare_ahead,
+    )
+    await batcher.start()
     for _ in range(3):  # history: how long a batch computes, how long tokenising takes
         await asyncio.gather(*batcher.submit(["warm up"] * 2))
     model.events.clear()
-    # A steady trickle, never a full batch: the next batch must still be taken early.
     futures = []
     for i in range(40):
         futures += batcher.submit([f"trickle {i}"])
@@ -296,6 +305,12 @@ async def test_the_next_batch_is_tokenised_while_the_current_one_computes() -> N
     await batcher.stop()
     collates = [at for kind, at in model.events if kind == "collate"]
     ends = [at for kind, at in model.events if kind == "forward_end"]
+    return model, collates, ends
+
+
+async def test_the_next_batch_is_tokenised_while_the_current_one_computes() -> None:
+    # Never a full batch: the next batch must still be taken early.
+    _, collates, ends = await trickle(prepare_ahead=True)
     # Batch k+1 started tokenising before batch k's forward pass ended.
     overlapped = sum(1 for k in range(min(len(collates) - 1, len(ends))) if collates[k + 1] < ends[k])
     assert len(ends) >= 4
@@ -304,20 +319,7 @@ async def test_the_next_batch_is_tokenised_while_the_current_one_computes() -> N
 
 async def test_on_a_cpu_the_next_batch_waits_for_the_model_to_free_up() -> None:
     # Where tokenising and the forward pass share the cores, an early batch is only a smaller one.
-    model = TimedModel()
-    batcher = DynamicBatcher(model, max_batch_size=32, max_wait_ms=0, max_queue=100, prepare_ahead=False)
-    await batcher.start()
-    for _ in range(3):  # the same history that makes the default batcher take batches early
-        await asyncio.gather(*batcher.submit(["warm up"] * 2))
-    model.events.clear()
-    futures = []
-    for i in range(40):
-        futures += batcher.submit([f"trickle {i}"])
-        await asyncio.sleep(0.004)  # pacing the arrivals (the load), not synchronisation
-    await asyncio.gather(*futures)
-    await batcher.stop()
-    collates = [at for kind, at in model.events if kind == "collate"]
-    ends = [at for kind, at in model.events if kind == "forward_end"]
+    model, collates, ends = await trickle(prepare_ahead=False)
     assert len(ends) >= 4
     assert all(collates[k + 1] >= ends[k] for k in range(min(len(collates) - 1, len(ends)))), (collates, ends)
     # The trickle gathered while each batch computed: ~7 arrivals per 30 ms batch.
