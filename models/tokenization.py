@@ -4,7 +4,7 @@ tokenises them, without the network: a front-end process can hold one and no wei
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from tokenizers import Encoding, Tokenizer
@@ -60,6 +60,7 @@ class InputEncoder:
         self._single_type_ids = any(whole.encode("a b").type_ids)
         self._include_prompt = include_prompt
         self._prompt_lengths: dict[str, int] = {}
+        self._prompt_token_counts: dict[str, int] = {}
         self.max_tokens = max_tokens
         self.default_prompt = default_prompt
         self.special_tokens = int(tokenizer.num_special_tokens_to_add(pair=False))
@@ -93,7 +94,10 @@ class InputEncoder:
         return [len(e.ids) for e in self._whole.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def prompt_tokens(self, prompt: str) -> int:
-        return self.count_tokens([prompt])[0] if prompt else 0
+        """The prompt's own tokens (asked on every request that has a prompt: remembered)."""
+        if not prompt:
+            return 0
+        return _remembered(self._prompt_token_counts, prompt, lambda: self.count_tokens([prompt])[0])
 
     def tokenize(
         self, texts: Sequence[str], *, add_special_tokens: bool = True, prompt: str | None = None
@@ -125,13 +129,23 @@ class InputEncoder:
         (Transformer._get_prompt_length): the prompt tokenised alone, special tokens and
         truncation included, less a trailing special token ([SEP], </s>). So [CLS] counts as
         a prompt token and is excluded from pooling too."""
-        cached = self._prompt_lengths.get(prompt)
-        if cached is None:
+
+        def length() -> int:
             ids = self._cut.encode(prompt).ids
-            cached = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
-            if len(self._prompt_lengths) < _PROMPT_CACHE_SIZE:  # bounded: prompts may be free text
-                self._prompt_lengths[prompt] = cached  # a race only computes the same value twice
-        return cached
+            return len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
+
+        return _remembered(self._prompt_lengths, prompt, length)
+
+
+def _remembered(cache: dict[str, int], prompt: str, compute: Callable[[], int]) -> int:
+    """`compute()` for `prompt`, remembered in `cache` up to _PROMPT_CACHE_SIZE prompts (bounded:
+    prompts may be free text). A race between threads only computes the same value twice."""
+    value = cache.get(prompt)
+    if value is None:
+        value = compute()
+        if len(cache) < _PROMPT_CACHE_SIZE:
+            cache[prompt] = value
+    return value
 
 
 def _spans(text: str, encoding: Encoding) -> list[TokenSpan]:

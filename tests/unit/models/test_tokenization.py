@@ -96,3 +96,19 @@ def test_concurrent_encoding_from_many_threads_gives_the_same_ids(encoder: Input
     with ThreadPoolExecutor(8) as pool:
         chunks = list(pool.map(lambda i: encoder.encode(texts[i : i + 10]), range(0, 400, 10)))
     assert [e.ids for chunk in chunks for e in chunk] == expected
+
+
+def test_prompt_token_counts_are_remembered_per_prompt_and_stay_right(hf: PreTrainedTokenizerBase) -> None:
+    encoder = InputEncoder(hf, max_tokens=256)
+    calls: list[list[str]] = []
+    count = encoder.count_tokens
+
+    def counting(texts: list[str]) -> list[int]:
+        calls.append(list(texts))
+        return count(texts)
+
+    encoder.count_tokens = counting  # type: ignore[method-assign]
+    for _ in range(3):
+        assert encoder.prompt_tokens("query: ") == 2
+        assert encoder.prompt_tokens("passage: a longer prompt ") == count(["passage: a longer prompt "])[0]
+    assert calls == [["query: "], ["passage: a longer prompt "]]  # one tokenizer call per prompt
