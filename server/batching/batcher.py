@@ -489,13 +489,14 @@ class DynamicBatcher:
             return
         elapsed = time.perf_counter() - started
         tokens = output.tokens
-        text_tokens = int(tokens.sum()) - self._special_tokens * len(items)
+        real_tokens = int(tokens.sum())
+        text_tokens = real_tokens - self._special_tokens * len(items)
         if text_tokens > 0 and items[0].encoded is None:  # tokenised elsewhere: no characters to learn
             chars = sum(len(it.text) + len(it.kind.prompt or "") + len(it.kind.query or "") for it in items)
             ratio = chars / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)
         self._admission.observe_batch(
-            items=len(items), real_tokens=int(tokens.sum()), longest=int(tokens.max()), seconds=elapsed
+            items=len(items), real_tokens=real_tokens, longest=int(tokens.max()), seconds=elapsed
         )
         if self._metrics:
             self._metrics.batch_size.observe(len(items))
