@@ -35,10 +35,17 @@ TEXTS = [f"Sentence number {i} about {topic}." for i in range(48) for topic in (
 
 
 def child(server: ServerProcess, name: str) -> psutil.Process:
-    """The group's process named `name` (server/workers.py names them: convoy-engine, convoy-front-N)."""
-    found = [p for p in psutil.Process(server.proc.pid).children() if p.name() == name]
-    assert len(found) == 1, [p.name() for p in psutil.Process(server.proc.pid).children()]
-    return found[0]
+    """The group's process named `name` (server/workers.py names them: convoy-engine, convoy-front-N).
+
+    The group answers once one front-end serves; another may still be starting (a spawned child
+    takes its name only after the interpreter has started), so the name is waited for.
+    """
+
+    def named() -> list[psutil.Process]:
+        return [p for p in psutil.Process(server.proc.pid).children() if p.name() == name]
+
+    wait_for(lambda: len(named()) == 1)
+    return named()[0]
 
 
 def mixed_batches(url: str) -> float:
