@@ -77,6 +77,17 @@ class ModelList(BaseModel):
 
 
 # ---- text-embeddings-inference ------------------------------------------------------------------
+class ClassificationParameters(BaseModel):
+    """What huggingface_hub's `InferenceClient.text_classification` sends in `parameters`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    top_k: int | None = Field(default=None, ge=1, description="Only the K most likely labels.")
+    function_to_apply: Literal["sigmoid", "softmax", "none"] | None = Field(
+        default=None, description="The activation on the logits instead of the model's own."
+    )
+
+
 class TEIRequest(BaseModel):
     """The body of TEI's /embed (and of POST /, which huggingface_hub's InferenceClient sends)."""
 
@@ -99,6 +110,9 @@ class TEIRequest(BaseModel):
     prompt_name: str | None = Field(
         default=None,
         description="A prompt of the model's, e.g. 'query', prepended as sentence-transformers does.",
+    )
+    parameters: ClassificationParameters | None = Field(
+        default=None, description="POST / on a classifier: `top_k` and `function_to_apply`."
     )
 
     @field_validator("truncation_direction", mode="before")

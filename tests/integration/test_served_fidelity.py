@@ -153,8 +153,8 @@ def test_classifiers_apply_the_activation_their_head_means(
     logits = {d["label"]: d["score"] for d in classify([TEXT], function_to_apply="none")[0]}
     with convoy_serve(folder) as server:
         r = httpx.post(f"{server.url}/predict", json={"text": TEXT})
-        tei = httpx.post(f"{server.url}/", json={"inputs": TEXT}).json()  # TEI's classify route
-        raw = httpx.post(f"{server.url}/", json={"inputs": TEXT, "raw_scores": True}).json()
+        tei = httpx.post(f"{server.url}/", json={"inputs": TEXT}).json()[0]  # InferenceClient's route
+        raw = httpx.post(f"{server.url}/", json={"inputs": TEXT, "raw_scores": True}).json()[0]
         card = httpx.get(f"{server.url}/models").json()["models"][0]
     assert r.status_code == 200, r.text
     scores = r.json()["predictions"][0]["scores"]

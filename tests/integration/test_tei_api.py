@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,13 +134,15 @@ def classifier_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
         yield server
 
 
+@pytest.mark.usefixtures("hf_loopback")
 def test_root_route_classifies_for_a_classifier(classifier_server: LiveServer) -> None:
     expected = httpx.post(f"{classifier_server.url}/predict", json={"text": TEXTS[0]}).json()
     scores = expected["predictions"][0]["scores"]
 
     one = httpx.post(f"{classifier_server.url}/", json={"inputs": TEXTS[0]})
     assert one.status_code == 200, one.text
-    got = one.json()
+    assert len(one.json()) == 1  # the Inference API's shape: a list of scores per input, even for one
+    got = one.json()[0]
     assert [g["label"] for g in got] == sorted(scores, key=lambda k: -scores[k])
     for g in got:
         assert g["score"] == pytest.approx(scores[g["label"]], abs=1e-5)
@@ -147,6 +150,20 @@ def test_root_route_classifies_for_a_classifier(classifier_server: LiveServer) -
     assert len(many) == 2
     assert [m["label"] for m in many[0]] == [g["label"] for g in got]
     assert [m["score"] for m in many[0]] == pytest.approx([g["score"] for g in got], abs=1e-5)
+
+    # huggingface_hub's client parses that shape: every label, and `parameters` honoured.
+    client = InferenceClient(base_url=classifier_server.url)
+    labels = client.text_classification(TEXTS[0])
+    assert [(e.label, e.score) for e in labels] == [(g["label"], pytest.approx(g["score"])) for g in got]
+    top = client.text_classification(TEXTS[0], top_k=1)
+    assert [e.label for e in top] == [got[0]["label"]]
+    logits = client.text_classification(TEXTS[0], function_to_apply="none")
+    raw = httpx.post(f"{classifier_server.url}/", json={"inputs": TEXTS[0], "raw_scores": True}).json()[0]
+    assert [(e.label, e.score) for e in logits] == [(r["label"], pytest.approx(r["score"])) for r in raw]
+    sigmoid = client.text_classification(TEXTS[0], function_to_apply="sigmoid")
+    assert [e.score for e in sigmoid] == pytest.approx([1 / (1 + math.exp(-r["score"])) for r in raw])
+    bad = httpx.post(f"{classifier_server.url}/", json={"inputs": "x", "parameters": {"top_k": 0}})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "body.parameters.top_k"
 
     info = httpx.get(f"{classifier_server.url}/info").json()
     assert info["model_type"]["classifier"]["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}

@@ -1,8 +1,11 @@
 """text-embeddings-inference-compatible routes: POST /embed, GET /info, and POST / (InferenceClient).
 
 `huggingface_hub.InferenceClient(base_url=...)` posts `{"inputs": ...}` to the base URL itself, so
-POST / answers as TEI does for the served model's type: vectors for an embedding model, label
-scores for a classifier. /health lives with the other operational routes (routes/health.py).
+POST / answers by the served model's type: vectors for an embedding model, label scores for a
+classifier. Label scores come in the Hugging Face Inference API's shape, a list per input even for
+one string, with its `parameters` (`top_k`, `function_to_apply`): that is what
+`InferenceClient.text_classification` parses (TEI's flat list for one string makes it return the
+top label alone). /health lives with the other operational routes (routes/health.py).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server import __version__
 from server.api.compat import check_dimensions, embedding_rows, require_task, run_inputs
 from server.api.compat_schemas import (
+    ClassificationParameters,
     TEIClassification,
     TEIEmbeddingType,
     TEIInfo,
@@ -57,7 +62,7 @@ async def embed(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
 
 @router.post(
     "/",
-    response_model=list[list[float]] | list[TEIClassification] | list[list[TEIClassification]],
+    response_model=list[list[float]] | list[list[TEIClassification]],
     responses=ERROR_RESPONSES,
     openapi_extra=TIMEOUT_HEADER_DOC,
     summary="TEI-compatible inference by model type (where huggingface_hub's InferenceClient posts)",
@@ -79,10 +84,10 @@ async def infer(body: TEIRequest, runtime: RuntimeDep, request: Request) -> Resp
         overflow_hint=_HINT,
         prompt=resolve_prompt(info, body.prompt_name),
     )
-    scores = [_classification(info, r, raw=body.raw_scores) for r in results]
-    # TEI answers one input with one list of scores, and a batch with a list of them.
-    payload = scores[0] if isinstance(body.inputs, str) else scores
-    return inference_response(request, payload, results, started, model=info.name)
+    parameters = body.parameters or ClassificationParameters()
+    activation = "none" if body.raw_scores else parameters.function_to_apply
+    scores = [_classification(info, r, activation, parameters.top_k) for r in results]
+    return inference_response(request, scores, results, started, model=info.name)
 
 
 async def _embed(
@@ -106,11 +111,22 @@ async def _embed(
     return inference_response(request, rows, results, started, model=info.name)
 
 
-def _classification(info: BackendInfo, result: ItemResult, *, raw: bool) -> list[dict[str, Any]]:
-    """Labels with their scores (or, `raw`, their logits), most likely first."""
-    scores = result.raw if raw and result.raw is not None else result.vector
-    order = np.argsort(-result.vector, kind="stable")
+def _classification(
+    info: BackendInfo, result: ItemResult, activation: str | None, top_k: int | None
+) -> list[dict[str, Any]]:
+    """Labels with their scores, most likely first: the model's own activation unless asked otherwise."""
+    scores = result.vector if activation is None or result.raw is None else _activate(result.raw, activation)
+    order = np.argsort(-result.vector, kind="stable")[:top_k]
     return [{"label": info.labels[i], "score": float(scores[i])} for i in order]
+
+
+def _activate(logits: npt.NDArray[np.float32], activation: str) -> npt.NDArray[np.float32]:
+    if activation == "sigmoid":
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
+    if activation == "softmax":
+        shifted = np.exp(logits - logits.max())
+        return np.asarray(shifted / shifted.sum(), dtype=np.float32)
+    return logits
 
 
 @router.get(
