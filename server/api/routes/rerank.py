@@ -1,4 +1,5 @@
-"""Rerank routes: text-embeddings-inference's POST /rerank, and POST /v1/rerank (Cohere / Jina)."""
+"""Rerank routes: text-embeddings-inference's POST /rerank, POST /v1/rerank (Cohere v1 / Jina) and
+POST /v2/rerank (Cohere v2, where `cohere.ClientV2(base_url=...).rerank` posts)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from server.api.deps import RuntimeDep
 from server.api.rerank import rerank
 from server.api.responses import inference_response
 from server.api.schemas import ERROR_RESPONSES, MODEL_NOT_FOUND, TIMEOUT_HEADER_DOC
+from server.runtime import Runtime
 
 router = APIRouter(tags=["rerank"])
 
@@ -53,10 +55,28 @@ async def tei_rerank(body: TEIRerankRequest, runtime: RuntimeDep, request: Reque
     response_model=RerankResponse,
     response_model_exclude_none=True,
     responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
-    summary="Cohere / Jina-compatible rerank: the best `top_n` documents for the query",
+    summary="Cohere v1 / Jina-compatible rerank: the best `top_n` documents for the query",
     openapi_extra=TIMEOUT_HEADER_DOC,
 )
 async def v1_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) -> Response:
+    return await _cohere_rerank(body, runtime, request, return_documents=body.return_documents)
+
+
+@router.post(
+    "/v2/rerank",
+    response_model=RerankResponse,
+    response_model_exclude_none=True,
+    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
+    summary="Cohere v2-compatible rerank: the best `top_n` documents, by index (v2 echoes no documents)",
+    openapi_extra=TIMEOUT_HEADER_DOC,
+)
+async def v2_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) -> Response:
+    return await _cohere_rerank(body, runtime, request, return_documents=False)
+
+
+async def _cohere_rerank(
+    body: RerankRequest, runtime: Runtime, request: Request, *, return_documents: bool
+) -> Response:
     started = time.perf_counter()
     backend = runtime.backend(body.model)
     texts = [d if isinstance(d, str) else d.text for d in body.documents]
@@ -69,7 +89,7 @@ async def v1_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) 
             {
                 "index": d.index,
                 "relevance_score": d.score,
-                **({"document": {"text": texts[d.index]}} if body.return_documents else {}),
+                **({"document": {"text": texts[d.index]}} if return_documents else {}),
                 "start": d.start,
                 "end": d.end,
             }
