@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive
 
+from server.api.connections import call_on_disconnect
 from server.config import Settings
 from server.errors import ClientGone, DeadlineExceeded, InvalidInput
 
@@ -64,7 +66,8 @@ async def run_cancellable(
     The deadline is `timeout_s` from now, or `deadline` (event-loop time) when the clock started
     earlier. Raises ClientGone (499) or DeadlineExceeded (504); if the handler itself is
     cancelled, the work is cancelled too (`work` is awaited in the handler's own task, so one
-    cancellation reaches both). One watcher task and one timer per request.
+    cancellation reaches both). One timer per request, and the connection's own disconnect
+    callback (server/api/connections.py), or a task watching `receive` where there is none.
     """
     loop = asyncio.get_running_loop()
     if deadline is None:
@@ -84,8 +87,11 @@ async def run_cancellable(
         if not watcher.cancelled():
             stop("client")
 
-    watcher = asyncio.create_task(wait_for_disconnect(request.receive))
-    watcher.add_done_callback(on_disconnect)
+    forget = call_on_disconnect(request.receive, partial(stop, "client"))
+    watcher: asyncio.Task[None] | None = None
+    if forget is None:
+        watcher = asyncio.create_task(wait_for_disconnect(request.receive))
+        watcher.add_done_callback(on_disconnect)
     # A bare timer, not asyncio.timeout(): a third of the cost, and one cancel path for both.
     timer = loop.call_at(deadline, stop, "deadline")
     try:
@@ -100,4 +106,7 @@ async def run_cancellable(
     finally:
         reason = reason or "done"  # a disconnect or deadline from now on must not cancel anything
         timer.cancel()
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        elif forget is not None:
+            forget()

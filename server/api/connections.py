@@ -5,6 +5,8 @@ nothing, or half a request line, or headers without their end, is held forever: 
 sockets were all still open after 70 s. Its `limit_concurrency` answers text/plain 503 only once
 a request's headers arrived, so it cannot help against them either. These subclasses of uvicorn's
 two HTTP/1.1 protocols add both limits (passed as `uvicorn.Config(http=...)` by server/serving.py).
+They also tell a waiting handler when its client goes away (`call_on_disconnect`), which is
+cheaper than a task per request waiting on the ASGI channel.
 
 All of it runs on the event loop thread, like the protocol it extends.
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
 import orjson
+from starlette.types import Receive
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -58,6 +62,9 @@ class _LimitedConnection(asyncio.Protocol):
     server_state: ServerState
     loop: asyncio.AbstractEventLoop
 
+    # Called once when the connection is lost while a handler waits on its work (see
+    # call_on_disconnect below); None when nothing waits.
+    _on_lost: Callable[[], None] | None = None
     _receive_timer: asyncio.TimerHandle | None = None
     # The request cycle that was current when the timer was armed: the one being timed is newer.
     _timed_cycle: object | None = None
@@ -93,6 +100,9 @@ class _LimitedConnection(asyncio.Protocol):
             self._refused_close.cancel()
             return  # never joined uvicorn's bookkeeping
         super().connection_lost(exc)
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def pause_writing(self) -> None:
         if self._refused_close is None:  # uvicorn's flow control does not exist when refused
@@ -150,6 +160,36 @@ class _LimitedConnection(asyncio.Protocol):
             transport.write_eof()
         else:  # TLS cannot half-close
             transport.close()
+
+
+def call_on_disconnect(receive: Receive, callback: Callable[[], None]) -> Callable[[], None] | None:
+    """Have the connection call `callback` if its client goes away while the request behind
+    `receive` (uvicorn's request cycle) is in progress. Returns the function that takes it back.
+
+    The portable way to learn of a disconnect is a task waiting on `receive`: per request, that is
+    a task, a future and a cancellation, a measurable share of a request on the hot routes. Only
+    the connection knows without waiting. None when `receive` is not a request in progress on one
+    of these connections (another server, a wrapped channel, a client already gone): then the
+    caller watches `receive` itself.
+    """
+    cycle = getattr(receive, "__self__", None)
+    # uvloop's transports have asyncio's methods without being its subclasses: asked, not checked.
+    get_protocol = getattr(getattr(cycle, "transport", None), "get_protocol", None)
+    protocol = get_protocol() if get_protocol is not None else None
+    if (
+        not isinstance(protocol, _LimitedConnection)
+        or getattr(protocol, "cycle", None) is not cycle
+        or getattr(cycle, "disconnected", True)
+        or protocol._on_lost is not None
+    ):
+        return None
+    protocol._on_lost = callback
+
+    def forget() -> None:
+        if protocol._on_lost is callback:
+            protocol._on_lost = None
+
+    return forget
 
 
 def _refusal(cap: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:

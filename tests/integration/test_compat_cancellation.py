@@ -27,9 +27,11 @@ def body(route: str, field: str, value: object) -> dict[str, object]:
     return {field: value, "model": "fake"} if route.startswith("/v1/") else {field: value}
 
 
-@pytest.fixture
-def gated() -> Iterator[tuple[FakeModel, LiveServer]]:
-    with gated_fake_server(max_batch_size=4) as pair:
+# Served as `convoy serve` serves (the connection reports a disconnect), and on plain uvicorn
+# (a task watches the ASGI channel): both ways must cancel abandoned work.
+@pytest.fixture(params=["convoy", "plain"])
+def gated(request: pytest.FixtureRequest) -> Iterator[tuple[FakeModel, LiveServer]]:
+    with gated_fake_server(request.param, max_batch_size=4) as pair:
         yield pair
 
 

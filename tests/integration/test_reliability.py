@@ -7,12 +7,15 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Receive
 
-from tests.support.fake_apps import gated_fake_server
+from server.api import cancellation
+from tests.support.fake_apps import ServedAs, gated_fake_server
 from tests.support.fake_model import FakeModel
 from tests.support.live_server import LiveServer
 from tests.support.metrics import wait_for
@@ -21,9 +24,11 @@ from tests.support.server_process import convoy_serve_command, server_process
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def gated() -> Iterator[tuple[FakeModel, LiveServer]]:
-    with gated_fake_server(max_batch_size=4) as pair:
+# Served as `convoy serve` serves (the connection reports a disconnect), and on plain uvicorn
+# (a task watches the ASGI channel): both ways must cancel abandoned work.
+@pytest.fixture(params=["convoy", "plain"])
+def gated(request: pytest.FixtureRequest) -> Iterator[tuple[FakeModel, LiveServer]]:
+    with gated_fake_server(request.param, max_batch_size=4) as pair:
         yield pair
 
 
@@ -72,6 +77,33 @@ def test_disconnected_clients_leave_no_work_behind(gated: tuple[FakeModel, LiveS
     wait_for(lambda: metric(server, r"convoy_cancelled_total\{[^}]*\}") >= 3)
     computed = [t for b in model.batches for t in b]
     assert not [t for t in computed if t.startswith("abandoned")]
+
+
+@pytest.mark.parametrize(("served_as", "watchers"), [("convoy", False), ("plain", True)])
+def test_only_a_plain_server_needs_a_task_watching_for_disconnects(
+    monkeypatch: pytest.MonkeyPatch, served_as: ServedAs, watchers: bool
+) -> None:
+    """Convoy's connection reports the disconnect itself: no task per request waits on `receive`."""
+    started: list[object] = []
+    real = cancellation.wait_for_disconnect
+
+    def counted(receive: Receive) -> Coroutine[Any, Any, None]:
+        started.append(receive)
+        return real(receive)
+
+    monkeypatch.setattr(cancellation, "wait_for_disconnect", counted)
+    with (
+        gated_fake_server(served_as, max_batch_size=4) as (model, server),
+        concurrent.futures.ThreadPoolExecutor() as pool,
+    ):
+        blocker = pool.submit(httpx.post, f"{server.url}/predict", json={"text": "blocker"}, timeout=30)
+        wait_for(model.forward_started.is_set)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/predict", json={"text": "abandoned"}, timeout=0.2)
+        wait_for(lambda: metric(server, r'convoy_requests_total\{route="/predict",status="499"\}') >= 1)
+        model.gate.set()  # type: ignore[union-attr]
+        assert blocker.result().status_code == 200
+    assert bool(started) is watchers
 
 
 def test_sigterm_drains_accepted_work_and_exits_cleanly() -> None:

@@ -6,14 +6,16 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 
 from server.app import create_app
 from tests.support.fake_model import FakeModel
-from tests.support.live_server import LiveServer, live_server
+from tests.support.live_server import LiveServer, live_server, serving_server
 from tests.support.settings import make_settings
+
+ServedAs = Literal["convoy", "plain"]
 
 
 def slow_fake_app() -> FastAPI:
@@ -26,11 +28,20 @@ def slow_fake_app() -> FastAPI:
 
 
 @contextmanager
-def gated_fake_server(**settings: Any) -> Iterator[tuple[FakeModel, LiveServer]]:
-    """A live server over a FakeModel whose forward waits on `model.gate` (closed at first)."""
+def gated_fake_server(
+    served_as: ServedAs = "plain", **settings: Any
+) -> Iterator[tuple[FakeModel, LiveServer]]:
+    """A live server over a FakeModel whose forward waits on `model.gate` (closed at first).
+
+    `served_as`: "convoy" serves it as `convoy serve` does (Convoy's connection protocol, which
+    reports disconnects itself); "plain", on uvicorn's defaults (handlers watch the ASGI channel).
+    """
     gate = threading.Event()
     model = FakeModel(gate=gate)
-    with live_server(create_app(make_settings(**settings), model_factory=lambda _: model)) as server:
+    config = make_settings(**settings)
+    app = create_app(config, model_factory=lambda _: model)
+    served = serving_server(app, config) if served_as == "convoy" else live_server(app)
+    with served as server:
         try:
             yield model, server
         finally:
