@@ -17,17 +17,19 @@ from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive
 
 from server.api.connections import call_on_disconnect
+from server.api.middleware import header_value
 from server.config import Settings
 from server.errors import ClientGone, DeadlineExceeded, InvalidInput
 
 T = TypeVar("T")
 
 TIMEOUT_HEADER = "x-request-timeout"
+_TIMEOUT_HEADER_RAW = TIMEOUT_HEADER.encode()
 
 
 def request_timeout_s(conn: HTTPConnection, settings: Settings) -> float:
     """The request's deadline in seconds: the `X-Request-Timeout` header or the server default."""
-    raw = conn.headers.get(TIMEOUT_HEADER)
+    raw = header_value(conn.scope, _TIMEOUT_HEADER_RAW)
     if raw is None:
         return settings.request_timeout_s
     try:

@@ -32,7 +32,13 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from server.api.error_handlers import convoy_error_response, unexpected_error_response
-from server.api.middleware import body_limit_message, incoming_request_id, log_access, new_request_id
+from server.api.middleware import (
+    body_limit_message,
+    header_value,
+    incoming_request_id,
+    log_access,
+    new_request_id,
+)
 from server.errors import ConvoyError, PayloadTooLarge
 from server.runtime import Runtime
 
@@ -110,7 +116,7 @@ class FastPath:
                 if refusal is not None:
                     response = refusal
                 else:
-                    runtime.auth.authenticate(request.headers.get("authorization"))
+                    runtime.auth.authenticate(header_value(scope, b"authorization"))
                     response = await route.handler(body=parsed, request=request, runtime=runtime)
             except ConvoyError as exc:
                 response = convoy_error_response(exc)

@@ -94,13 +94,26 @@ def new_request_id() -> str:
     return f"{getrandbits(128):032x}"
 
 
-def incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text: str = value.decode("latin-1").strip()
-            if text and len(text) <= _MAX_ID_LEN and text.isprintable():
-                return text
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """The first value of header `name` (lower case), as starlette's `Headers.get` gives it.
+
+    A scan of the raw list: on the hot path `request.headers.get` builds a Headers object and,
+    for a header that is absent (as X-Request-Timeout and Authorization mostly are), raises and
+    catches a KeyError, several times the cost.
+    """
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
     return None
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    raw = header_value(scope, b"x-request-id")
+    if raw is None:
+        return None
+    text = raw.strip()
+    return text if text and len(text) <= _MAX_ID_LEN and text.isprintable() else None
 
 
 # ---- body limit ------------------------------------------------------------------------------
