@@ -179,8 +179,29 @@ def report(run: Run, results: dict[tuple[str, str], Result], offline: list[float
                 f"{res.median(res.cpu_us_per_request):,.0f} µs | {res.median(res.p50_ms):.1f} | "
                 f"{rps / floor_rps:.2f}x | {rps / limit:.2f}x |"
             )
+    if run.args.baseline:
+        lines += ["", *paired_with_baseline(results)]
     lines += ["", "Commands:", "", "```", *run.commands, "```"]
     return "\n".join(lines)
+
+
+def paired_with_baseline(results: dict[tuple[str, str], Result]) -> list[str]:
+    """Each Convoy level over the baseline, repeat by repeat (within a repeat they run back to
+    back, so each ratio shares one state of a noisy machine): median and range."""
+    lines = ["Side by side with the baseline, per repeat (median, range):", ""]
+    for route in ROUTES:
+        base = results[("baseline", route)]
+        for (name, r_route), res in results.items():
+            if r_route != route or not name.startswith("convoy"):
+                continue
+            speed = [a / b for a, b in zip(res.requests_per_s, base.requests_per_s, strict=True)]
+            cost = [b / a for a, b in zip(res.cpu_us_per_request, base.cpu_us_per_request, strict=True)]
+            lines.append(
+                f"- `{route}` {name}: **{statistics.median(speed):.2f}x** the requests/s "
+                f"({min(speed):.2f}-{max(speed):.2f}); {statistics.median(cost):.2f}x less server CPU "
+                f"per request ({min(cost):.2f}-{max(cost):.2f})"
+            )
+    return lines
 
 
 def main() -> None:
