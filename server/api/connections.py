@@ -48,11 +48,11 @@ class _LimitedConnection(asyncio.Protocol):
     """Mixin over uvicorn's HttpToolsProtocol / H11Protocol (put it first in the bases).
 
     The receive timer is armed when the connection opens, and again by the first bytes that
-    arrive after a request was received; it is disarmed once the request in progress is fully
-    received. So it never covers the time the app takes to answer (a slow /predict, a long
-    /stream) nor a WebSocket after its upgrade, and idle keep-alive time between requests stays
-    uvicorn's `timeout_keep_alive`. When it fires, the connection is closed: no response could
-    be framed for a request that has not arrived.
+    arrive after a request was received, unless that read holds the whole request; it is
+    disarmed once the request in progress is fully received. So it never covers the time the
+    app takes to answer (a slow /predict, a long /stream) nor a WebSocket after its upgrade, and
+    idle keep-alive time between requests stays uvicorn's `timeout_keep_alive`. When it fires,
+    the connection is closed: no response could be framed for a request that has not arrived.
     """
 
     limits: ClassVar[ConnectionLimits]
@@ -82,11 +82,17 @@ class _LimitedConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused_close is not None:
             return  # read and dropped, so closing later sends FIN, not a reset that loses the 503
-        if self._receive_timer is None:
-            self._arm()  # the first bytes of a next request
+        if self._receive_timer is not None:
+            super().data_received(data)
+            if self._request_received() or self._upgraded():
+                self._disarm()
+            return
+        # The first bytes of a next request. Most requests arrive whole in this one read, and then
+        # no timer is needed at all: arming and cancelling one per request was ~2% of a request.
+        self._timed_cycle = getattr(self, "cycle", None)
         super().data_received(data)
-        if self._receive_timer is not None and (self._request_received() or self._upgraded()):
-            self._disarm()
+        if not (self._request_received() or self._upgraded()):
+            self._start_timer()
 
     def eof_received(self) -> None:
         # Returning None lets asyncio close the transport: for a refused connection, the client
@@ -115,6 +121,9 @@ class _LimitedConnection(asyncio.Protocol):
     # --- the receive timer ---
     def _arm(self) -> None:
         self._timed_cycle = getattr(self, "cycle", None)
+        self._start_timer()
+
+    def _start_timer(self) -> None:
         self._receive_timer = self.loop.call_later(self.limits.header_timeout_s, self._receive_timed_out)
 
     def _disarm(self) -> None:

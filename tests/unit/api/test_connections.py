@@ -92,6 +92,19 @@ async def answered(transport: MemoryTransport) -> None:
 IMPLS: list[HttpImpl] = ["httptools", "h11"]
 
 
+def count_calls(obj: object, name: str) -> list[None]:
+    """Calls to `obj.name` from now on, one entry each (the method still runs)."""
+    calls: list[None] = []
+    method = getattr(obj, name)
+
+    def counted() -> None:
+        calls.append(None)
+        method()
+
+    setattr(obj, name, counted)
+    return calls
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 async def test_the_timer_covers_only_receiving_each_request(impl: HttpImpl) -> None:
     protocol, transport = connect(impl)
@@ -111,6 +124,22 @@ async def test_the_timer_covers_only_receiving_each_request(impl: HttpImpl) -> N
     protocol.data_received(b"GET / HT")
     assert protocol._receive_timer is not None  # armed again by the next request's first byte
     protocol.data_received(b"TP/1.1\r\nHost: x\r\n\r\n")
+    assert protocol._receive_timer is None
+    await answered(transport)
+    assert not transport.is_closing()
+
+    # A request that arrives whole in one read needs no timer at all.
+    transport.written.clear()
+    arms = count_calls(protocol, "_start_timer")
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert protocol._receive_timer is None and arms == []
+    await answered(transport)
+
+    # Its headers whole in the first read, its body not: timed until the body is in.
+    transport.written.clear()
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    assert protocol._receive_timer is not None and len(arms) == 1
+    protocol.data_received(b"cd")
     assert protocol._receive_timer is None
     await answered(transport)
     assert not transport.is_closing()
