@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from server.api.middleware import header_value
 from server.errors import NotReady
 from server.runtime import Runtime
 from server.security import Principal
@@ -40,7 +41,7 @@ async def authenticate(conn: HTTPConnection) -> Principal:
 
 
 def check_credentials(conn: HTTPConnection) -> Principal:
-    return get_runtime(conn).auth.authenticate(conn.headers.get("authorization"))
+    return get_runtime(conn).auth.authenticate(header_value(conn.scope, b"authorization"))
 
 
 async def authenticate_metrics(conn: HTTPConnection) -> None:

@@ -4,6 +4,7 @@ POST /v2/rerank (Cohere v2, where `cohere.ClientV2(base_url=...).rerank` posts).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -50,13 +51,19 @@ async def tei_rerank(body: TEIRerankRequest, runtime: RuntimeDep, request: Reque
     return inference_response(request, payload, ranking.results, started, model=backend.info.name)
 
 
+# Cohere's two API versions: one body, one answer (v2 echoes no documents).
+_COHERE_ROUTE: dict[str, Any] = {
+    "response_model": RerankResponse,
+    "response_model_exclude_none": True,
+    "responses": {**ERROR_RESPONSES, **MODEL_NOT_FOUND},
+    "openapi_extra": TIMEOUT_HEADER_DOC,
+}
+
+
 @router.post(
     "/v1/rerank",
-    response_model=RerankResponse,
-    response_model_exclude_none=True,
-    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
     summary="Cohere v1 / Jina-compatible rerank: the best `top_n` documents for the query",
-    openapi_extra=TIMEOUT_HEADER_DOC,
+    **_COHERE_ROUTE,
 )
 async def v1_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) -> Response:
     return await _cohere_rerank(body, runtime, request, return_documents=body.return_documents)
@@ -64,11 +71,8 @@ async def v1_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) 
 
 @router.post(
     "/v2/rerank",
-    response_model=RerankResponse,
-    response_model_exclude_none=True,
-    responses={**ERROR_RESPONSES, **MODEL_NOT_FOUND},
     summary="Cohere v2-compatible rerank: the best `top_n` documents, by index (v2 echoes no documents)",
-    openapi_extra=TIMEOUT_HEADER_DOC,
+    **_COHERE_ROUTE,
 )
 async def v2_rerank(body: RerankRequest, runtime: RuntimeDep, request: Request) -> Response:
     return await _cohere_rerank(body, runtime, request, return_documents=False)
