@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 from starlette.requests import Request
 
-from models.base import TokenIdError
+from models.base import Encoded, TokenIdError
 from server.api.cancellation import request_timeout_s
-from server.api.inputs import check_chars, check_chunks, check_inputs, infer
+from server.api.inputs import CountingEncoder, check_chars, check_chunks, check_inputs, infer
 from server.batching.backend import Backend, BackendInfo, ItemResult, TokenDecoder
 from server.config import Settings
 from server.errors import InputTooLong, InvalidInput, TokenIdsNotAccepted
@@ -94,9 +94,12 @@ async def run_inputs(
         if not text:
             raise InvalidInput(f"{param}[{i}] is empty", param=f"{param}[{i}]")
     check_chars(settings, sum(len(t) for t in texts), param=param)
+    encoded = None
     if not truncate and ids is None:
-        await _check_token_limit(backend, texts, limit, param=param, hint=overflow_hint)
-    return await infer(request, backend, texts, timeout_s, prompt=prompt)
+        encoded = await _check_token_limit(
+            backend, texts, limit, param=param, hint=overflow_hint, prompt=prompt
+        )
+    return await infer(request, backend, texts, timeout_s, prompt=prompt, encoded=encoded)
 
 
 def _split_kinds(raw: RawInput, param: str) -> tuple[list[str] | None, list[list[int]] | None]:
@@ -155,18 +158,21 @@ async def _decode(
 
 
 async def _check_token_limit(
-    backend: Backend, texts: list[str], limit: int, *, param: str, hint: str
-) -> None:
+    backend: Backend, texts: list[str], limit: int, *, param: str, hint: str, prompt: str | None
+) -> list[Encoded | None] | None:
+    """Refuse a text over `limit` tokens; the model inputs counting made, for `infer` (or None)."""
     # Every token covers at least one byte of UTF-8 (WordPiece, byte-level BPE), plus at most one
     # zero-width prefix token (SentencePiece): shorter texts cannot overflow, so only the others
     # are counted, off the event loop.
     suspects = [i for i, t in enumerate(texts) if 4 * len(t) >= limit and len(t.encode("utf-8")) >= limit]
     if not suspects:
-        return
-    counts = await asyncio.to_thread(backend.count_tokens, [texts[i] for i in suspects])
+        return None
+    counter = CountingEncoder.of(backend, prompt)
+    counts = await asyncio.to_thread(counter or backend.count_tokens, [texts[i] for i in suspects])
     for i, n in zip(suspects, counts, strict=True):
         if n > limit:
             raise _too_long(backend.info, i, n, param, hint)
+    return None if counter is None else counter.inputs_for(texts)
 
 
 def _too_long(info: BackendInfo, index: int, tokens: int, param: str, hint: str) -> InputTooLong:

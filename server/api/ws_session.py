@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from server.api.error_handlers import validation_error_body
-from server.api.inputs import chunk_text, refuse_rerank, resolve_prompt, submit
+from server.api.inputs import chunk_for_model, refuse_rerank, resolve_prompt, submit
 from server.api.schemas import WsRequest
 from server.api.streaming import ChunkProgress
 from server.errors import ConvoyError, error_body
@@ -77,10 +77,12 @@ class WsSession:
             refuse_rerank(backend.info, "/ws")
             prompt = resolve_prompt(backend.info, request.prompt_name)
             settings = self._runtime.settings
-            chunks = await chunk_text(request.text, request.chunk_size, settings, backend, prompt=prompt)
-            await self._send("chunked", msg_id, {"chunks": len(chunks)})
-            pending = submit(backend, [c.text for c in chunks], self._timeout_s, prompt=prompt)
-            progress = ChunkProgress(backend.info, chunks, pending)
+            chunked = await chunk_for_model(
+                request.text, request.chunk_size, settings, backend, prompt=prompt
+            )
+            await self._send("chunked", msg_id, {"chunks": len(chunked.chunks)})
+            pending = submit(backend, chunked.texts, self._timeout_s, prompt=prompt, encoded=chunked.encoded)
+            progress = ChunkProgress(backend.info, chunked.chunks, pending)
             async for name, data in progress.events():
                 await self._send(name, msg_id, data)
         except ConvoyError as exc:

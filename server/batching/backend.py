@@ -10,7 +10,7 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from models.base import TokenSpan
+from models.base import Encoded, TokenSpan
 
 T = TypeVar("T")
 
@@ -111,6 +111,36 @@ class Backend(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self, timeout_s: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class LocalTokenizer(Protocol):
+    """A backend whose model tokenises in this process, so a chunk need be tokenised only once.
+
+    Chunking a long text tokenises its pieces to count them (server/api/inputs.py). With
+    `encode_inputs` those tokens are the model's own inputs (prompt and special tokens in, not
+    truncated), and `submit(..., encoded=...)` queues the pieces with them: the batch does not
+    tokenise them again. A None entry (a piece never counted) is tokenised in the batch as usual.
+    """
+
+    @property
+    def tokenizes_here(self) -> bool:
+        """False when the model behind takes texts (an upstream's API): no inputs to hand over."""
+        ...
+
+    def encode_inputs(self, texts: Sequence[str], *, prompt: str | None) -> list[Encoded]:
+        """The model inputs of `texts`, untruncated; safe from any thread."""
+        ...
+
+    def submit(
+        self,
+        texts: Sequence[str],
+        *,
+        deadline_s: float | None = None,
+        prompt: str | None = None,
+        query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
+    ) -> list[asyncio.Future[ItemResult]]: ...
 
 
 @runtime_checkable

@@ -54,6 +54,8 @@ class BatchedBackend:
     def __init__(self, model: Model | AsyncModel, batcher: DynamicBatcher) -> None:
         self._model = model
         self.batcher = batcher
+        # A local network tokenises here; an AsyncModel (an upstream's API) takes texts.
+        self._tokenizes = not isinstance(model, AsyncModel)
 
     @classmethod
     def batched(cls, model: Model | AsyncModel, settings: Settings, metrics: Metrics) -> BatchedBackend:
@@ -89,8 +91,19 @@ class BatchedBackend:
         deadline_s: float | None = None,
         prompt: str | None = None,
         query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
-        return self.batcher.submit(texts, deadline_s=deadline_s, prompt=prompt, query=query)
+        return self.batcher.submit(texts, deadline_s=deadline_s, prompt=prompt, query=query, encoded=encoded)
+
+    @property
+    def tokenizes_here(self) -> bool:
+        return self._tokenizes
+
+    def encode_inputs(self, texts: Sequence[str], *, prompt: str | None) -> list[Encoded]:
+        """Untruncated model inputs (server/batching/backend.py LocalTokenizer); any thread."""
+        if not self._tokenizes:
+            raise TypeError(f"model {self.info.name!r} takes texts, not tokens")
+        return self._model.encode(texts, prompt=prompt, truncate=False)  # type: ignore[union-attr]
 
     def submit_encoded(
         self, encoded: Sequence[Encoded], *, deadline_s: float | None = None, tag: object = None

@@ -57,14 +57,15 @@ class InputKind:
 
 
 _PLAIN = InputKind()
-# Items tokenised elsewhere (submit_encoded: a front-end process did it). Told apart from _PLAIN by
-# identity, as the collate step compares kinds; never grouped with texts.
+# Items tokenised elsewhere (submit_encoded: a front-end process did it; or chunking, which
+# tokenised a long text's pieces to count them). Told apart from _PLAIN by identity, as the collate
+# step compares kinds; never grouped with texts.
 _ENCODED = InputKind()
 
 
 @dataclass(slots=True, eq=False)
 class _Item:
-    text: str  # "" when `encoded` is set
+    text: str  # "" when a front-end process sent `encoded` alone
     future: asyncio.Future[ItemResult]
     enqueued: float
     tokens: float  # estimated from characters until the tokenizer has counted; exact when encoded
@@ -242,15 +243,23 @@ class DynamicBatcher:
         deadline_s: float | None = None,
         prompt: str | None = None,
         query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         """Queue one request's chunks; returns one future per chunk, in order. Never blocks.
 
         With `deadline_s`, a request that the queue ahead of it would make miss its deadline is
         refused now (503) rather than accepted and timed out later (504); one that could not
-        meet it even on an idle model gets 504 at once.
+        meet it even on an idle model gets 504 at once. `encoded[i]`, when set, is text i's
+        model input, already tokenised (chunking did it): the batch does not tokenise it again.
         """
         kind = _PLAIN if prompt is None and query is None else InputKind(prompt, query)
-        return self._enqueue(texts, self._token_estimates(texts, kind), kind, deadline_s)
+        tokens = self._token_estimates(texts, kind)
+        if encoded is None or self._async_model is not None:
+            return self._enqueue(texts, tokens, kind, deadline_s)
+        for i, enc in enumerate(encoded):
+            if enc is not None:
+                tokens[i] = float(len(enc.ids))
+        return self._enqueue(texts, tokens, kind, deadline_s, encoded=encoded)
 
     def submit_encoded(
         self, encoded: Sequence[Encoded], *, deadline_s: float | None = None, tag: object = None
@@ -272,6 +281,8 @@ class DynamicBatcher:
         kind: InputKind,
         deadline_s: float | None,
         tag: object = None,
+        *,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         if self._failure is not None:
             raise ModelUnavailable("the model can no longer serve; see the server log")
@@ -314,10 +325,16 @@ class DynamicBatcher:
                 fut: asyncio.Future[ItemResult] = loop.create_future()
                 self._queue.append(_Item("", fut, now, n, kind, enc, tag))
                 futures.append(fut)
-        else:
+        elif encoded is None:
             for text, n in zip(cast("Sequence[str]", texts), tokens, strict=True):
                 fut = loop.create_future()
                 self._queue.append(_Item(text, fut, now, n, kind))
+                futures.append(fut)
+        else:
+            for text, n, given in zip(cast("Sequence[str]", texts), tokens, encoded, strict=True):
+                fut = loop.create_future()
+                # A tokenised text keeps its text: batches are still ordered by length.
+                self._queue.append(_Item(text, fut, now, n, kind if given is None else _ENCODED, given))
                 futures.append(fut)
         self._admission.enqueue(request_tokens, len(texts))
         if self._depth_gauge is not None:
@@ -491,7 +508,8 @@ class DynamicBatcher:
         tokens = output.tokens
         real_tokens = int(tokens.sum())
         text_tokens = real_tokens - self._special_tokens * len(items)
-        if text_tokens > 0 and items[0].encoded is None:  # tokenised elsewhere: no characters to learn
+        # Characters per token are learnt from batches tokenised here, with their prompts in view.
+        if text_tokens > 0 and all(it.encoded is None for it in items):
             chars = sum(len(it.text) + len(it.kind.prompt or "") + len(it.kind.query or "") for it in items)
             ratio = chars / text_tokens
             self._chars_per_token += _RATIO_ALPHA * (ratio - self._chars_per_token)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from models.base import Encoded, ModelInfo, TokenSpan
 from server.batching import wire
@@ -70,6 +70,8 @@ class _Request:
     first: int  # item id of texts[0]; the others follow
     deadline_s: float | None
     submitted: float  # loop time
+    # Every text's inputs, when chunking already tokenised them all: sent as they are.
+    encoded: list[Encoded] | None = None
 
 
 class EngineClient(wire.Peer):
@@ -179,6 +181,7 @@ class EngineClient(wire.Peer):
         deadline_s: float | None,
         prompt: str | None,
         query: str | None,
+        encoded: list[Encoded] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         if self.lost is not None:
             raise self.lost
@@ -196,8 +199,9 @@ class EngineClient(wire.Peer):
             fut.add_done_callback(functools.partial(forget, item))
             pending[item] = (fut, now)
             futures.append(fut)
-        self._queued.append(_Request(model, tokenizer, texts, prompt, query, first, deadline_s, now))
-        self._queued_chars += sum(map(len, texts))
+        self._queued.append(_Request(model, tokenizer, texts, prompt, query, first, deadline_s, now, encoded))
+        if encoded is None:
+            self._queued_chars += sum(map(len, texts))
         self.schedule_flush()
         return futures
 
@@ -320,7 +324,10 @@ def tokenize_requests(requests: Sequence[_Request]) -> list[list[Encoded] | Exce
     out: list[list[Encoded] | Exception] = [[] for _ in requests]
     groups: dict[tuple[int, str | None, str | None], list[int]] = {}
     for i, request in enumerate(requests):
-        groups.setdefault((request.model, request.prompt, request.query), []).append(i)
+        if request.encoded is not None:
+            out[i] = request.encoded
+        else:
+            groups.setdefault((request.model, request.prompt, request.query), []).append(i)
     for where in groups.values():
         try:
             encoded = _tokenize([requests[i] for i in where])
@@ -378,10 +385,30 @@ class EngineBackend:
         deadline_s: float | None = None,
         prompt: str | None = None,
         query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
+        # Chunking's inputs are sent as they are when it made them all (a long text's chunks
+        # usually); otherwise the request is tokenised whole, as one group, at the flush.
+        given = None
+        if encoded is not None and all(e is not None for e in encoded):
+            given = cast("list[Encoded]", list(encoded))
         return self._client.submit(
-            self._model, self._tokenizer, texts, deadline_s=deadline_s, prompt=prompt, query=query
+            self._model,
+            self._tokenizer,
+            texts,
+            deadline_s=deadline_s,
+            prompt=prompt,
+            query=query,
+            encoded=given,
         )
+
+    @property
+    def tokenizes_here(self) -> bool:
+        return True
+
+    def encode_inputs(self, texts: Sequence[str], *, prompt: str | None) -> list[Encoded]:
+        """Untruncated model inputs (server/batching/backend.py LocalTokenizer); any thread."""
+        return self._tokenizer.encode(texts, prompt=prompt, truncate=False)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._tokenizer.count_tokens(texts)

@@ -7,6 +7,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,3 +136,16 @@ class FakeModel:
     @property
     def batch_sizes(self) -> list[int]:
         return [len(b) for b in self.batches]
+
+
+def record_tokenised(model: Any) -> list[str]:
+    """Every text `model.encode` tokenises from now on, in order (a fake or a real model)."""
+    tokenised: list[str] = []
+    encode = model.encode
+
+    def recording_encode(texts: Sequence[str], **kw: Any) -> list[Encoded]:
+        tokenised.extend(texts)
+        return encode(texts, **kw)
+
+    model.encode = recording_encode
+    return tokenised

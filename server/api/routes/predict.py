@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from server.api.cancellation import request_timeout_s
 from server.api.deps import RuntimeDep
-from server.api.inputs import chunk_text, infer, refuse_rerank, resolve_prompt
+from server.api.inputs import chunk_for_model, infer, refuse_rerank, resolve_prompt
 from server.api.predictions import aggregate, chunk_predictions
 from server.api.responses import inference_response
 from server.api.schemas import (
@@ -38,8 +38,9 @@ async def predict(body: PredictRequest, request: Request, runtime: RuntimeDep) -
     info = backend.info
     refuse_rerank(info, "/predict")
     prompt = resolve_prompt(info, body.prompt_name)
-    chunks = await chunk_text(body.text, body.chunk_size, settings, backend, prompt=prompt)
-    results = await infer(request, backend, [c.text for c in chunks], timeout_s, prompt=prompt)
+    chunked = await chunk_for_model(body.text, body.chunk_size, settings, backend, prompt=prompt)
+    chunks = chunked.chunks
+    results = await infer(request, backend, chunked.texts, timeout_s, prompt=prompt, encoded=chunked.encoded)
     payload = {
         "model": info.name,
         "task": info.task,

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from server.api.cancellation import request_timeout_s
 from server.api.deps import RuntimeDep
-from server.api.inputs import chunk_text, refuse_rerank, resolve_prompt, submit
+from server.api.inputs import chunk_for_model, refuse_rerank, resolve_prompt, submit
 from server.api.schemas import (
     ERROR_RESPONSES,
     MODEL_NOT_FOUND,
@@ -41,8 +41,8 @@ async def stream(body: PredictRequest, request: Request, runtime: RuntimeDep) ->
     backend = runtime.backend(body.model)
     refuse_rerank(backend.info, "/stream")
     prompt = resolve_prompt(backend.info, body.prompt_name)
-    chunks = await chunk_text(body.text, body.chunk_size, settings, backend, prompt=prompt)
+    chunked = await chunk_for_model(body.text, body.chunk_size, settings, backend, prompt=prompt)
     # Submitted before the response starts, so a full queue is still a plain 503.
-    pending = submit(backend, [c.text for c in chunks], timeout_s, prompt=prompt)
-    progress = ChunkProgress(backend.info, chunks, pending)
+    pending = submit(backend, chunked.texts, timeout_s, prompt=prompt, encoded=chunked.encoded)
+    progress = ChunkProgress(backend.info, chunked.chunks, pending)
     return EventStreamResponse(sse_frames(progress), on_close=progress.cancel)

@@ -16,7 +16,7 @@ from server.batching.backend import ItemResult
 from server.batching.batcher import DynamicBatcher
 from server.errors import InferenceFailed, InvalidInput, Overloaded, ShuttingDown
 from server.metrics import Metrics
-from tests.support.fake_model import FakeModel, fake_vector
+from tests.support.fake_model import FakeModel, fake_vector, record_tokenised
 
 
 async def started(model: FakeModel, **kw: float) -> DynamicBatcher:
@@ -324,3 +324,20 @@ async def test_on_a_cpu_the_next_batch_waits_for_the_model_to_free_up() -> None:
     assert all(collates[k + 1] >= ends[k] for k in range(min(len(collates) - 1, len(ends)))), (collates, ends)
     # The trickle gathered while each batch computed: ~7 arrivals per 30 ms batch.
     assert max(len(b) for b in model.batches) >= 4
+
+
+async def test_texts_queued_with_their_tokens_are_not_tokenised_again(gate: threading.Event) -> None:
+    """Chunking tokenised a long piece to count it (server/api/inputs.py): the batch takes those
+    tokens as they are, and tokenises only the texts that came without, with their prompt."""
+    model = FakeModel(gate=gate)
+    tokenised = record_tokenised(model)
+    batcher = await started(model, max_batch_size=8)
+    first = await occupy(batcher, model)
+    counted = Encoded(list(b"p: long piece, as counted"))  # FakeModel's tokens are the bytes
+    rest = batcher.submit(["short", "long piece"], prompt="p: ", encoded=[None, counted])
+    gate.set()
+    results = await asyncio.gather(*first, *rest)
+    assert tokenised == ["busy", "short"]
+    assert model.batches[-1] == ["p: short", "p: long piece, as counted"]
+    assert [r.tokens for r in results[1:]] == [2, 5]
+    await batcher.stop()

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
+from models.base import Encoded
 from server.batching.backend import ItemResult
 from server.batching.batched import BatchedBackend
 from server.batching.engine import Engine
 from server.batching.engine_client import INLINE_CHARS, EngineBackend, engine_backends
 from server.errors import ModelUnavailable, Overloaded
 from server.metrics import Metrics
-from tests.support.fake_model import FakeModel, fake_vector, mentions
+from tests.support.fake_model import FakeModel, fake_vector, mentions, record_tokenised
 from tests.support.metrics import wait_until
 from tests.support.settings import make_settings
 
@@ -183,3 +184,17 @@ async def test_a_front_end_that_leaves_has_its_queued_chunks_cancelled(
     gate.set()
     await asyncio.gather(*busy, later)
     assert "orphan" not in gated.model.seen
+
+
+async def test_inputs_chunking_tokenised_are_sent_as_they_are(gated: Served) -> None:
+    """A long text's chunks come tokenised from chunking (server/api/inputs.py): a request whose
+    chunks all have their inputs sends them untouched; one with any missing is tokenised whole."""
+    frontend = await gated.frontend(0)
+    tokenised = record_tokenised(gated.model)
+    counted = Encoded(list(b"p: long piece, as counted"))  # FakeModel's tokens are the bytes
+    await asyncio.gather(*frontend.submit(["long piece"], prompt="p: ", encoded=[counted]))
+    assert tokenised == [] and gated.model.seen == ["p: long piece, as counted"]
+    await asyncio.gather(*frontend.submit(["short", "long piece"], prompt="p: ", encoded=[None, counted]))
+    assert tokenised == ["short", "long piece"]
+    assert gated.model.seen[1:] == ["p: short", "p: long piece"]
+    await frontend.stop()
