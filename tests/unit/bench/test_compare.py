@@ -70,6 +70,22 @@ def test_goal_rows_compare_with_the_raw_model(compare: ModuleType) -> None:
     assert row[3:] == ["+11.60 ms", "**no**"]
 
 
+def test_paired_latency_judges_c1_when_it_was_measured(compare: ModuleType) -> None:
+    raw = [_level("raw b=1", 115, 8.4, 9), _level("raw b=32", 208, 150, 160)]
+    result = compare.ProfileResult("short", [_level("c=1", 100, 20.0, 25)], [], raw, {})
+    paired = {"short": {"diff": 1.7, "diff_q1": 1.0, "diff_q3": 2.5}}
+    (row,) = compare.goal_rows([result], 32, paired)  # the sweep's c=1 (+11.6 ms) is not judged
+    assert row[1:] == [
+        "p50 at c=1 - raw model, paired (latency.py)",
+        "<= 3 ms",
+        "+1.70 ms (quartiles +1.00 to +2.50)",
+        "yes",
+    ]
+    paired["short"]["diff"] = 3.2
+    (row,) = compare.goal_rows([result], 32, paired)
+    assert row[4] == "**no**"
+
+
 def test_write_section_replaces_only_its_own_section(compare: ModuleType, tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     compare.write_section(doc, "CPU box", "## CPU box\nfirst")
