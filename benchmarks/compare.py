@@ -523,7 +523,7 @@ def render_section(
     if plot_path is not None:
         rel = os.path.relpath(plot_path, out_path.parent)
         lines += [f"![throughput and latency against concurrency]({rel})", ""]
-    lines += ["### Goals (issue 5)", ""]
+    lines += ["### Goals (issues 5 and 14: the CPU floors)", ""]
     lines += [
         markdown_table(
             ["profile", "check", "target", "measured", "met"], goal_rows(results, a.batched, paired)
