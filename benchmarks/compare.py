@@ -266,7 +266,12 @@ def paired_latency(plan: Plan, profiles: Sequence[str]) -> dict[str, dict[str, f
     out = plan.work / "latency.json"
     argv = [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--profiles", ",".join(profiles)]
     argv += ["--texts", str(a.latency_texts), "--device", a.device, "--dtype", a.dtype, "--json", str(out)]
-    argv += ["--torch-threads", str(a.torch_threads or 1)]
+    argv += [
+        "--torch-threads",
+        str(a.torch_threads or 1),
+        "--block",
+        str(max(10, min(50, a.latency_texts // 8))),
+    ]
     if plan.server_cpus and plan.bench_cpus:
         argv += ["--server-cpus", plan.server_cpus, "--client-cpus", plan.bench_cpus]
     plan.run(argv, "paired c=1 latency")
@@ -533,8 +538,8 @@ def render_section(
     if paired:
         lines += [
             "c=1 latency is judged paired (`benchmarks/latency.py`): the server and the raw model "
-            "(tokenise + forward, no HTTP) run the same texts one at a time in alternating blocks of "
-            "ten on the same CPU, and the check is the median of the per-block p50 differences. The "
+            "(tokenise + forward, no HTTP) run the same texts one at a time in alternating blocks on "
+            "the same CPU, and the check is the median of the per-block p50 differences. The "
             "sweep's c=1 level and the raw batch-1 run below are minutes apart, which on a shared "
             "machine moves them by more than the 3 ms they would be judged by.",
             "",
@@ -589,7 +594,7 @@ _FULL: dict[str, Any] = {
     "repeats": 3,
     "duration": 10.0,
     "warmup": 2.0,
-    "latency_texts": 200,
+    "latency_texts": 400,
 }
 _QUICK: dict[str, Any] = {
     "profiles": "short",
@@ -623,7 +628,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--latency-texts",
         type=int,
-        help="texts per profile of the paired c=1 check (benchmarks/latency.py); 0 skips it [200; quick: 40]",
+        help="texts per profile of the paired c=1 check (benchmarks/latency.py); 0 skips it [400; quick: 40]",
     )
     p.add_argument(
         "--out", default=str(ROOT / "docs" / "benchmarks.md"), help="Markdown file [docs/benchmarks.md]"
