@@ -18,8 +18,8 @@ alternates too), and the report gives each side's p50 over all texts, the median
 of the per-block p50 differences (server - raw), and where the server's time went from its
 timing headers (queue, inference, the handler's total). Smaller blocks follow the drift more
 closely, but two processes taking turns on one CPU also evict each other's weights from the
-caches, which slows both sides (measured: raw batch-1 11.2 ms in blocks of 300, 13.7 ms in
-blocks of 10) and narrows the difference a little.
+caches, which slows both sides (measured with `--profiles short --texts 1200`: raw batch-1
+11.2 ms with `--block 300`, 13.7 ms with `--block 10`) and narrows the difference a little.
 
     .venv/bin/python benchmarks/latency.py                      # MiniLM, short and paragraph
     .venv/bin/python benchmarks/latency.py --texts 200 --block 20 --profiles short

@@ -225,10 +225,7 @@ def submit(
     even an idle model could not meet the deadline.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
-    if encoded is not None and isinstance(backend, LocalTokenizer):
-        futures = backend.submit(texts, deadline_s=timeout_s, prompt=prompt, encoded=encoded)
-    else:
-        futures = backend.submit(texts, deadline_s=timeout_s, prompt=prompt, query=query)
+    futures = backend.submit(texts, deadline_s=timeout_s, prompt=prompt, query=query, encoded=encoded)
     return Pending(futures, timeout_s, deadline)
 
 

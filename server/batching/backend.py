@@ -96,10 +96,13 @@ class Backend(Protocol):
         deadline_s: float | None = None,
         prompt: str | None = None,
         query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         """One future per text, in order; may refuse at once (Overloaded) if the deadline
         cannot be met. `prompt` is prepended to each text (None: the model's default prompt,
-        "": none); with `query`, each text is a document paired with it (rerank models)."""
+        "": none); with `query`, each text is a document paired with it (rerank models).
+        `encoded[i]`, when set, is text i's model input already made (see LocalTokenizer); only
+        a backend that tokenises here is ever given one."""
         ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
@@ -119,8 +122,8 @@ class LocalTokenizer(Protocol):
 
     Chunking a long text tokenises its pieces to count them (server/api/inputs.py). With
     `encode_inputs` those tokens are the model's own inputs (prompt and special tokens in, not
-    truncated), and `submit(..., encoded=...)` queues the pieces with them: the batch does not
-    tokenise them again. A None entry (a piece never counted) is tokenised in the batch as usual.
+    truncated), and `Backend.submit(..., encoded=...)` queues the pieces with them: the batch
+    does not tokenise them again. A None entry (a piece never counted) is tokenised as usual.
     """
 
     @property
@@ -131,16 +134,6 @@ class LocalTokenizer(Protocol):
     def encode_inputs(self, texts: Sequence[str], *, prompt: str | None) -> list[Encoded]:
         """The model inputs of `texts`, untruncated; safe from any thread."""
         ...
-
-    def submit(
-        self,
-        texts: Sequence[str],
-        *,
-        deadline_s: float | None = None,
-        prompt: str | None = None,
-        query: str | None = None,
-        encoded: Sequence[Encoded | None] | None = None,
-    ) -> list[asyncio.Future[ItemResult]]: ...
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from models.base import BatchOutput, ModelInfo
+from models.base import BatchOutput, Encoded, ModelInfo
 from server.batching.backend import Backend, ItemResult
 from server.batching.batched import BatchedBackend
 from server.chunking import MAX_CHUNK_SIZE
@@ -101,11 +101,12 @@ class UpstreamBackend:
         deadline_s: float | None = None,
         prompt: str | None = None,
         query: str | None = None,
+        encoded: Sequence[Encoded | None] | None = None,
     ) -> list[asyncio.Future[ItemResult]]:
         # Each chunk's time at its upstream is bounded by remote_timeout_s; the request's own
         # deadline is enforced by the route, which cancels these tasks when it passes. Plain
-        # upstreams have no prompts (routes refuse prompt names) and rank nothing.
-        del deadline_s, prompt, query
+        # upstreams have no prompts (routes refuse prompt names), rank nothing and take texts.
+        del deadline_s, prompt, query, encoded
         if self._stopped:
             raise ShuttingDown("the server is shutting down")
         calls = self._upstreams.submit(texts, self._urls, offset=self._next)
